@@ -1,0 +1,150 @@
+//! Typed configuration from the environment, read once per execution environment.
+
+use crate::Encoding;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    pub amqp_url: String,
+    /// Prefixes exchange, queue and Redis key names so several stacks share one set of servers.
+    pub prefix: String,
+    /// Encoding of published messages; consumers accept both.
+    pub wire_encoding: Encoding,
+    /// How long an order may stay PENDING before the expiry schedule cancels it.
+    pub pending_timeout: Duration,
+    /// Sliding lifetime of a session token.
+    pub session_ttl: Duration,
+    /// TTL of `stock:<product>` cache entries (60 s, as in the article).
+    pub stock_cache_ttl: Duration,
+    /// When set, notifications are POSTed here (with retries) instead of only logged.
+    pub webhook_url: Option<String>,
+    /// Postgres connections per execution environment. One invocation runs at a time per
+    /// Lambda environment, so a handful suffices; the local runner hosts every function.
+    pub db_pool_size: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the process environment, with localhost defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Same as `from_env` over any lookup, so tests never touch the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(v) => v.trim().parse::<u64>().map(Duration::from_secs).map_err(|e| ConfigError {
+                    name,
+                    value: v.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        };
+        let wire_encoding = match get("ORDERFLOW_WIRE_ENCODING") {
+            None => Encoding::Protobuf,
+            Some(v) => v.parse().map_err(|reason| ConfigError { name: "ORDERFLOW_WIRE_ENCODING", value: v, reason })?,
+        };
+        let db_pool_size = match get("DB_POOL_SIZE") {
+            None => 5,
+            Some(v) => v.parse().map_err(|e: std::num::ParseIntError| ConfigError {
+                name: "DB_POOL_SIZE",
+                value: v.clone(),
+                reason: e.to_string(),
+            })?,
+        };
+        let prefix = get("ORDERFLOW_PREFIX").unwrap_or_default();
+        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+            return Err(ConfigError {
+                name: "ORDERFLOW_PREFIX",
+                value: prefix,
+                reason: "only letters, digits and - _ . : are allowed".into(),
+            });
+        }
+        Ok(Config {
+            database_url: get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/orderflow".into()),
+            redis_url: get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            amqp_url: get("AMQP_URL").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            prefix,
+            wire_encoding,
+            pending_timeout: secs("ORDER_PENDING_TIMEOUT_SECS", 300)?,
+            session_ttl: secs("SESSION_TTL_SECS", 3600)?,
+            stock_cache_ttl: secs("STOCK_CACHE_TTL_SECS", 60)?,
+            webhook_url: get("NOTIFICATION_WEBHOOK_URL").filter(|s| !s.is_empty()),
+            db_pool_size,
+        })
+    }
+
+    /// The AMQP virtual host named by the URL path (`/` when absent).
+    pub fn vhost(&self) -> String {
+        url::Url::parse(&self.amqp_url)
+            .ok()
+            .map(|u| u.path().trim_start_matches('/').to_string())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.replace("%2f", "/").replace("%2F", "/"))
+            .unwrap_or_else(|| "/".into())
+    }
+}
+
+/// A URL fit for an error message: the password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable url>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_point_at_localhost() {
+        let c = cfg(&[]).expect("defaults");
+        assert!(c.database_url.contains("127.0.0.1:5432"));
+        assert_eq!(c.vhost(), "/");
+        assert_eq!(c.stock_cache_ttl, Duration::from_secs(60));
+        assert_eq!(c.wire_encoding, Encoding::Protobuf);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = cfg(&[("SESSION_TTL_SECS", "soon")]).unwrap_err();
+        assert_eq!(err.name, "SESSION_TTL_SECS");
+        assert!(cfg(&[("ORDERFLOW_PREFIX", "a b")]).is_err());
+        assert!(cfg(&[("ORDERFLOW_WIRE_ENCODING", "xml")]).is_err());
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn vhost_comes_from_the_url_path() {
+        let c = cfg(&[("AMQP_URL", "amqps://u:p@b-1.mq.eu-west-1.amazonaws.com:5671/prod")]).expect("ok");
+        assert_eq!(c.vhost(), "prod");
+    }
+}

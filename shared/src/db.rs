@@ -1,0 +1,176 @@
+//! Postgres: the pool, per-service schemas and migrations, and the inbox/outbox tables
+//! every service keeps in its own schema.
+
+use crate::envelope::{Encoding, Envelope};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection as _, PgConnection, PgPool, Row};
+
+// Every dynamic statement below only interpolates a service's schema name, which is a
+// compile-time constant of that service, never input.
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A lazily connecting pool: a cold start never fails because Postgres is down; the first
+/// query does, as a transient error, and the pool reconnects by itself afterwards.
+pub fn pool(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let opts = PgConnectOptions::from_str(database_url).map_err(|e| {
+        anyhow::anyhow!("invalid DATABASE_URL {}: {e}", crate::config::redact(database_url))
+    })?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(opts))
+}
+
+/// Creates the service's schema, its inbox and outbox, then runs its own migrations with
+/// their bookkeeping table inside that schema (so services never share migration history).
+pub async fn migrate(database_url: &str, schema: &str, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(database_url).await.map_err(|e| {
+        anyhow::anyhow!("cannot reach Postgres at {}: {e}", crate::config::redact(database_url))
+    })?;
+    // Concurrent `up`s (tests, several runners) must not race on CREATE SCHEMA.
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1))").bind(schema).execute(&mut conn).await?;
+    let result = async {
+        sqlx::raw_sql(AssertSqlSafe(messaging_ddl(schema))).execute(&mut conn).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO {schema}"))).execute(&mut conn).await?;
+        migrator.run(&mut conn).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(schema).execute(&mut conn).await;
+    result
+}
+
+fn messaging_ddl(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.inbox (
+             consumer     text        NOT NULL,
+             event_id     uuid        NOT NULL,
+             event_type   text        NOT NULL,
+             order_id     text        NOT NULL DEFAULT '',
+             processed_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (consumer, event_id)
+         );
+         CREATE TABLE IF NOT EXISTS {schema}.outbox (
+             id             uuid        PRIMARY KEY,
+             event_type     text        NOT NULL,
+             correlation_id text        NOT NULL,
+             causation_id   text        NOT NULL,
+             envelope       bytea       NOT NULL,
+             created_at     timestamptz NOT NULL DEFAULT now(),
+             published_at   timestamptz
+         );
+         CREATE INDEX IF NOT EXISTS outbox_unpublished ON {schema}.outbox (created_at)
+             WHERE published_at IS NULL;
+         CREATE INDEX IF NOT EXISTS outbox_causation ON {schema}.outbox (causation_id)
+             WHERE published_at IS NULL;"
+    )
+}
+
+/// Records that `consumer` handled `env`; false when it already had (a duplicate).
+/// Must run in the transaction that applies the event's effect.
+pub async fn inbox_record(conn: &mut PgConnection, schema: &str, consumer: &str, env: &Envelope) -> sqlx::Result<bool> {
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {schema}.inbox (consumer, event_id, event_type, order_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING"
+    )))
+    .bind(consumer)
+    .bind(env.event_uuid())
+    .bind(&env.event_type)
+    .bind(&env.correlation_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Writes outgoing events to the outbox in the caller's transaction.
+pub async fn outbox_insert(conn: &mut PgConnection, schema: &str, events: &[Envelope]) -> sqlx::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = events.iter().map(Envelope::event_uuid).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let corr: Vec<&str> = events.iter().map(|e| e.correlation_id.as_str()).collect();
+    let cause: Vec<&str> = events.iter().map(|e| e.causation_id.as_str()).collect();
+    let bodies: Vec<Vec<u8>> = events.iter().map(|e| e.encode(Encoding::Protobuf)).collect();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {schema}.outbox (id, event_type, correlation_id, causation_id, envelope)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])"
+    )))
+    .bind(ids)
+    .bind(types)
+    .bind(corr)
+    .bind(cause)
+    .bind(bodies)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn outbox_mark_published(pool: &PgPool, schema: &str, ids: &[uuid::Uuid]) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(AssertSqlSafe(format!("UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")))
+        .bind(ids)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Unpublished events caused by `causation_id`: what a crash or a broker failure after the
+/// commit left behind; re-sent when the same message is delivered again.
+pub async fn outbox_unpublished_caused_by(pool: &PgPool, schema: &str, causation_id: &str) -> sqlx::Result<Vec<Envelope>> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT envelope FROM {schema}.outbox WHERE causation_id = $1 AND published_at IS NULL ORDER BY id"
+    )))
+    .bind(causation_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(decode_rows(rows))
+}
+
+fn decode_rows(rows: Vec<sqlx::postgres::PgRow>) -> Vec<Envelope> {
+    rows.into_iter()
+        .filter_map(|r| {
+            let bytes: Vec<u8> = r.get(0);
+            // Rows are written by `outbox_insert` from valid envelopes.
+            Envelope::decode(&bytes, Encoding::Protobuf).ok()
+        })
+        .collect()
+}
+
+/// Publishes up to `limit` unpublished rows older than `min_age`, oldest first, holding
+/// row locks (`SKIP LOCKED`) so concurrent relays never send the same row twice at once.
+/// Returns how many were published.
+pub async fn outbox_relay(
+    pool: &PgPool,
+    schema: &str,
+    min_age: Duration,
+    limit: i64,
+    send: impl AsyncFnOnce(Vec<Envelope>) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT envelope FROM {schema}.outbox
+         WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    )))
+    .bind(min_age.as_secs_f64())
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let envs = decode_rows(rows);
+    if envs.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<uuid::Uuid> = envs.iter().map(Envelope::event_uuid).collect();
+    send(envs).await?;
+    sqlx::query(AssertSqlSafe(format!("UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1)")))
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}

@@ -1,0 +1,220 @@
+//! Publishing with publisher confirms over one lazily (re)connected channel.
+//!
+//! A publish only counts when the broker has confirmed it; a nack or a lost connection is
+//! an error, the caller keeps the outbox row unpublished and a retry (or the relay) sends it.
+
+use crate::envelope::{Encoding, Envelope};
+use crate::topology::Names;
+use async_trait::async_trait;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// One message ready for the broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutMessage {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub message_id: Option<String>,
+    pub type_: Option<String>,
+    pub correlation_id: Option<String>,
+    pub timestamp_ms: Option<i64>,
+    pub headers: Vec<(String, HeaderVal)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderVal {
+    Str(String),
+    Int(i64),
+}
+
+impl OutMessage {
+    /// An event for the topic exchange, its envelope mirrored onto AMQP properties.
+    pub fn event(names: &Names, env: &Envelope, encoding: Encoding) -> Self {
+        OutMessage {
+            exchange: names.events_exchange(),
+            routing_key: env.event_type.clone(),
+            body: env.encode(encoding),
+            content_type: encoding.content_type().to_string(),
+            message_id: Some(env.event_id.clone()),
+            type_: Some(env.event_type.clone()),
+            correlation_id: Some(env.correlation_id.clone()),
+            timestamp_ms: Some(env.occurred_at_ms),
+            headers: env
+                .amqp_headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), HeaderVal::Str(v)))
+                .collect(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&HeaderVal> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot reach the broker at {url}: {source}")]
+    Connect { url: String, source: lapin::Error },
+    #[error("broker error while publishing: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("broker nacked {0} message(s)")]
+    Nacked(usize),
+    #[error("no confirm from the broker within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The port the batch runner and HTTP handlers publish through; tests pass a fake.
+#[async_trait]
+pub trait Publish: Send + Sync {
+    /// Publishes every message and returns once the broker confirmed all of them.
+    async fn publish(&self, messages: &[OutMessage]) -> Result<(), PublishError>;
+}
+
+/// lapin publisher: one connection and one confirm-mode channel per execution environment,
+/// re-established on the next publish after any failure (frozen Lambda, broker restart).
+#[derive(Clone)]
+pub struct AmqpPublisher {
+    url: String,
+    state: Arc<Mutex<Option<(Connection, Channel)>>>,
+    confirm_timeout: Duration,
+}
+
+impl AmqpPublisher {
+    pub fn new(url: impl Into<String>) -> Self {
+        AmqpPublisher { url: url.into(), state: Arc::new(Mutex::new(None)), confirm_timeout: Duration::from_secs(10) }
+    }
+
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let mut guard = self.state.lock().await;
+        if let Some((conn, ch)) = guard.as_ref()
+            && conn.status().connected()
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
+        }
+        *guard = None;
+        let conn = connect(&self.url, "publisher").await?;
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        *guard = Some((conn, ch.clone()));
+        Ok(ch)
+    }
+
+    async fn reset(&self) {
+        if let Some((conn, _)) = self.state.lock().await.take() {
+            let _ = conn.close(0, "reset after error".into()).await;
+        }
+    }
+
+    async fn publish_on(&self, ch: &Channel, messages: &[OutMessage]) -> Result<(), PublishError> {
+        // Publish everything first, then await the confirms together: the broker confirms in
+        // pipelined fashion, so a batch costs about one round trip, not one per message.
+        let mut pending = Vec::with_capacity(messages.len());
+        for m in messages {
+            let confirm = ch
+                .basic_publish(
+                    m.exchange.as_str().into(),
+                    m.routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &m.body,
+                    amqp_properties(m),
+                )
+                .await?;
+            pending.push(confirm);
+        }
+        let all = futures::future::try_join_all(pending.into_iter().map(|c| async move { c.await }));
+        let confirms = tokio::time::timeout(self.confirm_timeout, all)
+            .await
+            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
+        let nacked = confirms.iter().filter(|c| c.is_nack()).count();
+        if nacked > 0 {
+            return Err(PublishError::Nacked(nacked));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Publish for AmqpPublisher {
+    async fn publish(&self, messages: &[OutMessage]) -> Result<(), PublishError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let ch = self.channel().await?;
+        let result = self.publish_on(&ch, messages).await;
+        if result.is_err() {
+            self.reset().await;
+        }
+        result
+    }
+}
+
+/// Opens a connection, naming the URL (password hidden) when it fails.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, PublishError> {
+    let props = ConnectionProperties::default().with_connection_name(format!("orderflow-{name}").into());
+    Connection::connect(url, props)
+        .await
+        .map_err(|source| PublishError::Connect { url: crate::config::redact(url), source })
+}
+
+pub fn amqp_properties(m: &OutMessage) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (k, v) in &m.headers {
+        let value = match v {
+            HeaderVal::Str(s) => AMQPValue::LongString(s.as_str().into()),
+            HeaderVal::Int(i) => AMQPValue::LongLongInt(*i),
+        };
+        headers.insert(ShortString::from(k.as_str()), value);
+    }
+    let mut p = BasicProperties::default()
+        .with_content_type(m.content_type.as_str().into())
+        .with_delivery_mode(2) // persistent
+        .with_headers(headers);
+    if let Some(id) = &m.message_id {
+        p = p.with_message_id(id.as_str().into());
+    }
+    if let Some(t) = &m.type_ {
+        p = p.with_type(t.as_str().into());
+    }
+    if let Some(c) = &m.correlation_id {
+        p = p.with_correlation_id(c.as_str().into());
+    }
+    if let Some(ts) = m.timestamp_ms {
+        p = p.with_timestamp((ts.max(0) / 1000) as u64);
+    }
+    p
+}
+
+/// Records what would have been published; for tests of handlers and the batch runner.
+#[derive(Default, Clone)]
+pub struct RecordingPublisher {
+    pub sent: Arc<std::sync::Mutex<Vec<OutMessage>>>,
+    /// When true every publish fails, as with the broker down.
+    pub fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RecordingPublisher {
+    pub fn sent(&self) -> Vec<OutMessage> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Publish for RecordingPublisher {
+    async fn publish(&self, messages: &[OutMessage]) -> Result<(), PublishError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(PublishError::Timeout(Duration::ZERO));
+        }
+        if let Ok(mut v) = self.sent.lock() {
+            v.extend_from_slice(messages);
+        }
+        Ok(())
+    }
+}

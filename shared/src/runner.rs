@@ -1,0 +1,240 @@
+//! The batch runner: what every queue-triggered function does with an `aws:rmq` batch.
+//!
+//! Per message: decode; in one transaction record it in the inbox (skipping what this
+//! consumer already did), apply it, and write its outgoing events to the outbox; after the
+//! commits, publish the batch's events with publisher confirms. A message that can never
+//! succeed is parked on the dead-letter exchange with its reason (confirmed) and counts as
+//! done. A transient failure fails the invocation, so the whole batch is delivered again;
+//! what was committed before it is then skipped by the inbox and its unpublished events are
+//! re-sent.
+
+use crate::envelope::{Encoding, Envelope};
+use crate::error::HandleError;
+use crate::publisher::{HeaderVal, OutMessage, Publish};
+use crate::rmq::{RmqEvent, RmqMessage};
+use crate::topology::{Names, parked};
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use tracing::Instrument as _;
+
+/// What applying one event produced.
+pub struct Applied<E> {
+    /// Events to publish, written to the outbox in the same transaction.
+    pub events: Vec<Envelope>,
+    /// Work to do once the transaction is committed (cache refresh, delivery).
+    pub effects: Vec<E>,
+}
+
+impl<E> Applied<E> {
+    pub fn nothing() -> Self {
+        Applied { events: vec![], effects: vec![] }
+    }
+
+    pub fn events(events: Vec<Envelope>) -> Self {
+        Applied { events, effects: vec![] }
+    }
+
+    pub fn with_effect(mut self, effect: E) -> Self {
+        self.effects.push(effect);
+        self
+    }
+}
+
+/// One queue consumer's business logic. Decoding, idempotency, outbox and publishing are
+/// the runner's job; the handler only applies an event inside the given transaction.
+#[async_trait]
+pub trait MessageHandler: Send + Sync + 'static {
+    type Effect: Send + 'static;
+
+    /// The consumer name recorded in the inbox: the function's binary name.
+    fn name(&self) -> &'static str;
+
+    /// The service's Postgres schema (its inbox and outbox live there).
+    fn schema(&self) -> &'static str;
+
+    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<Self::Effect>, HandleError>;
+
+    /// Runs once per invocation with the effects of every committed message, so that
+    /// follow-up I/O can be batched (one Redis pipeline per batch, for instance). It must not
+    /// fail the batch: the state is committed; log and rely on TTLs or sweeps instead.
+    async fn after_commit(&self, _effects: Vec<Self::Effect>) {}
+}
+
+/// What an invocation did; returned as the function's response (useful in logs and tests).
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct BatchReport {
+    pub processed: usize,
+    pub duplicates: usize,
+    pub parked: Vec<ParkedReport>,
+    pub published: usize,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ParkedReport {
+    pub message_id: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("batch failed after {committed} committed message(s), it will be retried: {source:#}")]
+pub struct BatchError {
+    pub committed: usize,
+    #[source]
+    pub source: anyhow::Error,
+}
+
+pub struct BatchRunner<H: MessageHandler> {
+    pub handler: H,
+    pub pool: PgPool,
+    pub publisher: Arc<dyn Publish>,
+    pub names: Names,
+    pub encoding: Encoding,
+}
+
+impl<H: MessageHandler> BatchRunner<H> {
+    pub async fn run(&self, event: &RmqEvent) -> Result<BatchReport, BatchError> {
+        let mut report = BatchReport::default();
+        let mut outgoing: Vec<Envelope> = Vec::new();
+        let mut parks: Vec<OutMessage> = Vec::new();
+        let mut effects: Vec<H::Effect> = Vec::new();
+        let mut failure: Option<anyhow::Error> = None;
+
+        for (queue, msg) in event.messages() {
+            let env = match decode(msg) {
+                Ok(env) => env,
+                Err(reason) => {
+                    tracing::warn!(queue, message_id = ?msg.basic_properties.message_id, %reason, "parking undecodable message");
+                    parks.push(self.park(queue, msg, None, &reason));
+                    report.parked.push(ParkedReport { message_id: msg.basic_properties.message_id.clone(), reason });
+                    continue;
+                }
+            };
+            let span = tracing::info_span!(
+                "message",
+                function = self.handler.name(),
+                event_id = %env.event_id,
+                event_type = %env.event_type,
+                order_id = %env.correlation_id,
+                traceparent = %env.traceparent,
+            );
+            match self.apply_one(&env).instrument(span.clone()).await {
+                Ok(Step::Done(applied)) => {
+                    report.processed += 1;
+                    outgoing.extend(applied.events);
+                    effects.extend(applied.effects);
+                }
+                Ok(Step::Duplicate(leftovers)) => {
+                    span.in_scope(|| tracing::info!(resent = leftovers.len(), "duplicate delivery skipped"));
+                    report.duplicates += 1;
+                    outgoing.extend(leftovers);
+                }
+                Err(HandleError::Permanent(reason)) => {
+                    span.in_scope(|| tracing::warn!(%reason, "parking invalid message"));
+                    parks.push(self.park(queue, msg, Some(&env), &reason));
+                    report.parked.push(ParkedReport { message_id: Some(env.event_id.clone()), reason });
+                }
+                Err(HandleError::Transient(e)) => {
+                    span.in_scope(|| tracing::error!(error = format!("{e:#}"), "transient failure, batch will be retried"));
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+
+        // Publish what committed even when a later message failed: fewer re-sends on retry.
+        if let Err(e) = self.publish_events(&outgoing).await {
+            failure.get_or_insert(e);
+        } else {
+            report.published = outgoing.len();
+        }
+        // Parks go out only when the batch succeeds: a failed batch comes back whole and its
+        // invalid messages are parked then, so each lands in the dead-letter queue once.
+        if failure.is_none()
+            && !parks.is_empty()
+            && let Err(e) = self.publisher.publish(&parks).await
+        {
+            failure.get_or_insert(anyhow::Error::new(e).context("parking on the dead-letter exchange"));
+        }
+        self.handler.after_commit(effects).await;
+        match failure {
+            Some(source) => Err(BatchError { committed: report.processed, source }),
+            None => Ok(report),
+        }
+    }
+
+    async fn apply_one(&self, env: &Envelope) -> Result<Step<H::Effect>, HandleError> {
+        let schema = self.handler.schema();
+        let mut tx = self.pool.begin().await?;
+        if !crate::db::inbox_record(&mut tx, schema, self.handler.name(), env).await? {
+            tx.rollback().await?;
+            let leftovers = crate::db::outbox_unpublished_caused_by(&self.pool, schema, &env.event_id).await?;
+            return Ok(Step::Duplicate(leftovers));
+        }
+        let applied = self.handler.apply(&mut tx, env).await?;
+        crate::db::outbox_insert(&mut tx, schema, &applied.events).await?;
+        tx.commit().await?;
+        Ok(Step::Done(applied))
+    }
+
+    async fn publish_events(&self, events: &[Envelope]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<OutMessage> = events.iter().map(|e| OutMessage::event(&self.names, e, self.encoding)).collect();
+        self.publisher.publish(&msgs).await.map_err(|e| anyhow::Error::new(e).context("publishing events"))?;
+        let ids: Vec<uuid::Uuid> = events.iter().map(Envelope::event_uuid).collect();
+        crate::db::outbox_mark_published(&self.pool, self.handler.schema(), &ids)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("marking outbox rows published"))
+    }
+
+    /// The dead-letter message: the original body and properties, plus why and from where.
+    fn park(&self, queue: &str, msg: &RmqMessage, env: Option<&Envelope>, reason: &str) -> OutMessage {
+        let props = &msg.basic_properties;
+        let body = msg.body().unwrap_or_else(|_| msg.data.clone().into_bytes());
+        // Quorum queues count earlier deliveries in x-delivery-count.
+        let attempts = props.header("x-delivery-count").and_then(|v| v.as_i64()).unwrap_or(0) + 1;
+        let routing_key = env.map(|e| e.event_type.clone()).or_else(|| props.type_.clone()).unwrap_or_default();
+        let mut headers: Vec<(String, HeaderVal)> = props
+            .headers
+            .iter()
+            .flatten()
+            .filter(|(k, _)| !k.starts_with("x-"))
+            .filter_map(|(k, v)| v.as_text().map(|t| (k.clone(), HeaderVal::Str(t))))
+            .collect();
+        headers.extend([
+            (parked::REASON.to_string(), HeaderVal::Str(reason.to_string())),
+            (parked::ORIGINAL_QUEUE.to_string(), HeaderVal::Str(queue.to_string())),
+            (parked::ORIGINAL_ROUTING_KEY.to_string(), HeaderVal::Str(routing_key)),
+            (parked::ATTEMPTS.to_string(), HeaderVal::Int(attempts)),
+            (parked::PARKED_AT.to_string(), HeaderVal::Int(chrono::Utc::now().timestamp_millis())),
+            (parked::FUNCTION.to_string(), HeaderVal::Str(self.handler.name().to_string())),
+        ]);
+        OutMessage {
+            exchange: self.names.dead_letter_exchange(),
+            // The dead-letter queue of `queue` is bound to the DLX with the queue's name.
+            routing_key: queue.to_string(),
+            body,
+            content_type: props.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+            message_id: props.message_id.clone(),
+            type_: props.type_.clone(),
+            correlation_id: props.correlation_id.clone(),
+            timestamp_ms: Some(chrono::Utc::now().timestamp_millis()),
+            headers,
+        }
+    }
+}
+
+enum Step<E> {
+    Done(Applied<E>),
+    Duplicate(Vec<Envelope>),
+}
+
+/// Body and content type to envelope; the error is the reason the message gets parked.
+pub fn decode(msg: &RmqMessage) -> Result<Envelope, String> {
+    let body = msg.body().map_err(|e| format!("data is not valid base64: {e}"))?;
+    let encoding = Encoding::from_content_type(msg.basic_properties.content_type.as_deref()).map_err(|e| e.to_string())?;
+    Envelope::decode(&body, encoding).map_err(|e| e.to_string())
+}
