@@ -174,3 +174,14 @@ pub async fn outbox_relay(
     tx.commit().await?;
     Ok(ids.len())
 }
+
+/// Unpublished outbox rows and the age of the oldest, in seconds.
+pub async fn outbox_backlog(pool: &PgPool, schema: &str) -> sqlx::Result<(i64, f64)> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+         FROM {schema}.outbox WHERE published_at IS NULL"
+    )))
+    .fetch_one(pool)
+    .await?;
+    Ok((row.get(0), row.get(1)))
+}

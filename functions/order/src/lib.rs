@@ -1,1 +1,43 @@
-//! placeholder
+//! The Orderflow order service: it accepts orders over HTTP, runs the order saga on stock
+//! and payment results, keeps a copy of catalog prices, and expires orders left PENDING.
+//!
+//! `domain` holds the pure decisions (request parsing, pricing, the saga state machine);
+//! `pg` the Postgres adapters (schema `orders`); `apply` runs the saga against a locked
+//! order; `functions` builds one Lambda function per binary.
+
+pub mod apply;
+pub mod domain;
+pub mod functions;
+pub mod pg;
+
+pub use pg::views::OrderRow;
+pub use functions::expire_due;
+
+use sqlx::PgPool;
+
+pub const SCHEMA: &str = "orders";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    shared::db::migrate(database_url, SCHEMA, &MIGRATOR).await
+}
+
+/// Every function binary of the service and its constructor.
+pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
+    ("order-create", functions::create),
+    ("order-get", functions::get),
+    ("order-saga", functions::saga),
+    ("order-catalog", functions::catalog),
+    ("order-expire", functions::expire),
+];
+
+/// Every order with its lines (for `orderflow verify` and the demo).
+pub async fn orders(pool: &PgPool) -> anyhow::Result<Vec<OrderRow>> {
+    Ok(pg::views::all_orders(pool).await?)
+}
+
+/// How many products the order service can price.
+pub async fn catalog_len(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(pg::catalog::len(pool).await?)
+}

@@ -1,1 +1,25 @@
-//! placeholder
+//! Orderflow payment service: authorizes the order's amount when it is created, captures it
+//! when the order is confirmed and voids it when the order is cancelled, through the
+//! `PaymentGateway` port (a simulated gateway with provider-style test tokens).
+//!
+//! Modules: `domain` (pure decisions), `gateway` (the port and its simulation), `pg`
+//! (the `PgPayments` adapter), `functions` (the Lambda functions' constructors).
+
+pub mod domain;
+pub mod functions;
+pub mod gateway;
+pub mod pg;
+
+pub use pg::{PaymentRow, payments};
+
+pub const SCHEMA: &str = "payments";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    shared::db::migrate(database_url, SCHEMA, &MIGRATOR).await
+}
+
+/// Every binary of this service and the function it serves.
+pub const FUNCTIONS: &[(&str, shared::Constructor)] =
+    &[("payment-process", functions::process), ("payment-settle", functions::settle)];

@@ -1,0 +1,136 @@
+//! `PgStock`: the `inventory.products` and `inventory.reservations` tables.
+//!
+//! Each order's reservation row is locked (created as `pending` first if absent) so every
+//! event about one order applies serially. Stock is only ever taken by a conditional
+//! `UPDATE ... WHERE available >= $q`: that, not any read before it, is what keeps the last
+//! unit from being sold twice.
+
+use crate::domain::{Line, ReservationStatus, StockFigure};
+use shared::contracts::RejectReason;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor};
+
+/// A product's new stock figure after a committed change (for the cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockChange {
+    pub product_id: String,
+    pub figure: StockFigure,
+}
+
+/// Why a reservation could not take all its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortage {
+    pub product_id: String,
+    pub reason: RejectReason,
+}
+
+pub struct PgStock;
+
+impl PgStock {
+    /// Inserts a `pending` reservation if absent, then locks it until the transaction ends.
+    pub async fn lock_or_create(conn: &mut PgConnection, order_id: &str) -> anyhow::Result<(ReservationStatus, Vec<Line>)> {
+        sqlx::query("INSERT INTO inventory.reservations (order_id, status) VALUES ($1, 'pending') ON CONFLICT DO NOTHING")
+            .bind(order_id)
+            .execute(&mut *conn)
+            .await?;
+        let (status, Json(items)): (String, Json<Vec<Line>>) =
+            sqlx::query_as("SELECT status, items FROM inventory.reservations WHERE order_id = $1 FOR UPDATE")
+                .bind(order_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        let status = ReservationStatus::parse(&status)
+            .ok_or_else(|| anyhow::anyhow!("reservation of order {order_id} has an unknown status {status:?}"))?;
+        Ok((status, items))
+    }
+
+    pub async fn set_reservation(
+        conn: &mut PgConnection,
+        order_id: &str,
+        status: ReservationStatus,
+        items: &[Line],
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE inventory.reservations SET status = $2, items = $3, updated_at = now() WHERE order_id = $1")
+            .bind(order_id)
+            .bind(status.as_str())
+            .bind(Json(items))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes every line or none: the updates run inside a savepoint that is rolled back at
+    /// the first line that cannot be served. `lines` must be sorted by product id.
+    pub async fn take(conn: &mut PgConnection, lines: &[Line]) -> sqlx::Result<Result<Vec<StockChange>, Shortage>> {
+        sqlx::query("SAVEPOINT reserve").execute(&mut *conn).await?;
+        let mut changes = Vec::with_capacity(lines.len());
+        for line in lines {
+            let row: Option<(i32, i64)> = sqlx::query_as(
+                "UPDATE inventory.products
+                 SET available = available - $2, version = version + 1, updated_at = now()
+                 WHERE product_id = $1 AND available >= $2
+                 RETURNING available, version",
+            )
+            .bind(&line.product_id)
+            .bind(line.quantity)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match row {
+                Some((available, version)) => changes.push(StockChange {
+                    product_id: line.product_id.clone(),
+                    figure: StockFigure { version, available: i64::from(available) },
+                }),
+                None => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT reserve").execute(&mut *conn).await?;
+                    sqlx::query("RELEASE SAVEPOINT reserve").execute(&mut *conn).await?;
+                    let exists: bool =
+                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM inventory.products WHERE product_id = $1)")
+                            .bind(&line.product_id)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    let reason = if exists { RejectReason::OutOfStock } else { RejectReason::UnknownProduct };
+                    return Ok(Err(Shortage { product_id: line.product_id.clone(), reason }));
+                }
+            }
+        }
+        sqlx::query("RELEASE SAVEPOINT reserve").execute(&mut *conn).await?;
+        Ok(Ok(changes))
+    }
+
+    /// Gives reserved quantities back. `lines` are sorted by product id (as stored).
+    pub async fn give_back(conn: &mut PgConnection, lines: &[Line]) -> sqlx::Result<Vec<StockChange>> {
+        let mut changes = Vec::with_capacity(lines.len());
+        for line in lines {
+            let row: Option<(i32, i64)> = sqlx::query_as(
+                "UPDATE inventory.products
+                 SET available = available + $2, version = version + 1, updated_at = now()
+                 WHERE product_id = $1
+                 RETURNING available, version",
+            )
+            .bind(&line.product_id)
+            .bind(line.quantity)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match row {
+                Some((available, version)) => changes.push(StockChange {
+                    product_id: line.product_id.clone(),
+                    figure: StockFigure { version, available: i64::from(available) },
+                }),
+                None => tracing::warn!(product_id = %line.product_id, "released a line of a product that no longer exists"),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Current figures of the given products (unknown ids are absent).
+    pub async fn figures<'e>(db: impl PgExecutor<'e>, ids: &[String]) -> sqlx::Result<Vec<(String, StockFigure)>> {
+        let rows: Vec<(String, i64, i32)> =
+            sqlx::query_as("SELECT product_id, version, available FROM inventory.products WHERE product_id = ANY($1)")
+                .bind(ids)
+                .fetch_all(db)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, version, available)| (id, StockFigure { version, available: i64::from(available) }))
+            .collect())
+    }
+}

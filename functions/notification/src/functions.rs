@@ -1,0 +1,112 @@
+//! `notification-send`: order events in, one notification per order and kind out.
+
+use crate::channel::{Delivery, LogChannel, NotificationChannel, Outgoing};
+use crate::webhook::WebhookChannel;
+use crate::{SCHEMA, domain, pg};
+use async_trait::async_trait;
+use shared::HandleError;
+use shared::context::Context;
+use shared::contracts::{NotificationSent, Payload};
+use shared::envelope::Envelope;
+use shared::lambda::{Function, RmqFunction};
+use shared::runner::{Applied, MessageHandler};
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+
+pub const SEND: &str = "notification-send";
+
+/// Records notifications in the message's transaction, delivers them after the commit.
+pub struct SendHandler {
+    pool: PgPool,
+    channel: Arc<dyn NotificationChannel>,
+}
+
+impl SendHandler {
+    pub fn new(pool: PgPool, channel: Arc<dyn NotificationChannel>) -> Self {
+        SendHandler { pool, channel }
+    }
+}
+
+#[async_trait]
+impl MessageHandler for SendHandler {
+    type Effect = Outgoing;
+
+    fn name(&self) -> &'static str {
+        SEND
+    }
+
+    fn schema(&self) -> &'static str {
+        SCHEMA
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<Outgoing>, HandleError> {
+        let draft = domain::draft(env.payload()).map_err(|e| HandleError::permanent(e.to_string()))?;
+        let Some(created) = pg::insert(tx, &draft, self.channel.name()).await? else {
+            // Another event (a re-publish with a new id) already produced this notification.
+            tracing::info!(order_id = %draft.order_id, kind = draft.kind.as_str(), "notification already exists");
+            return Ok(Applied::nothing());
+        };
+        let sent = Envelope::new(
+            Payload::NotificationSent(NotificationSent {
+                order_id: created.order_id.clone(),
+                kind: draft.kind.proto() as i32,
+                channel: self.channel.name().to_string(),
+                notification_id: created.notification_id.to_string(),
+            }),
+            Some(env),
+        );
+        Ok(Applied::events(vec![sent]).with_effect(created))
+    }
+
+    async fn after_commit(&self, effects: Vec<Outgoing>) {
+        if effects.is_empty() {
+            return;
+        }
+        let outcomes = futures::future::join_all(effects.iter().map(|n| self.channel.deliver(n))).await;
+        let (mut delivered, mut failed) = (Vec::new(), Vec::new());
+        for (n, outcome) in effects.iter().zip(outcomes) {
+            let attempts = i32::try_from(outcome.attempts()).unwrap_or(i32::MAX);
+            match outcome {
+                Delivery::Delivered { .. } => delivered.push((n.notification_id, attempts)),
+                Delivery::Failed { error, .. } => {
+                    tracing::warn!(notification_id = %n.notification_id, order_id = %n.order_id, kind = %n.kind, attempts, %error, "notification delivery failed");
+                    failed.push((n.notification_id, attempts));
+                }
+            }
+        }
+        // The notifications are committed either way; a lost status update leaves them
+        // `pending`, visible to operators, and never fails the batch.
+        if let Err(e) = pg::mark_delivered(&self.pool, &delivered).await {
+            tracing::error!(error = %e, count = delivered.len(), "could not record delivered notifications");
+        }
+        if let Err(e) = pg::mark_failed(&self.pool, &failed).await {
+            tracing::error!(error = %e, count = failed.len(), "could not record failed notifications");
+        }
+    }
+}
+
+/// The channel the configuration asks for: the webhook when `webhook_url` is set.
+pub fn channel_for(ctx: &Context) -> Arc<dyn NotificationChannel> {
+    match ctx.config.webhook_url.as_deref() {
+        None => Arc::new(LogChannel),
+        Some(url) => match WebhookChannel::new(url) {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                // Only a broken TLS setup gets here; logging keeps notifications flowing.
+                tracing::error!(error = %e, "cannot build the webhook client, falling back to the log channel");
+                Arc::new(LogChannel)
+            }
+        },
+    }
+}
+
+/// `notification-send` (queue notification-send <- order.created, order.confirmed, order.cancelled).
+pub fn send(ctx: &Context) -> Arc<dyn Function> {
+    send_with(ctx, channel_for(ctx))
+}
+
+/// Same, delivering through `channel` (tests and the local runner may pass their own).
+pub fn send_with(ctx: &Context, channel: Arc<dyn NotificationChannel>) -> Arc<dyn Function> {
+    let handler = SendHandler::new(ctx.pool.clone(), channel);
+    Arc::new(RmqFunction(ctx.batch_runner(handler)))
+}

@@ -1,0 +1,73 @@
+//! `PgNotifications`: the notifications table (one row per order and kind).
+
+use crate::channel::Outgoing;
+use crate::domain::Draft;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Inserts the draft unless the order already has a notification of its kind; returns the
+/// new notification, or `None` for a duplicate. Runs in the message's transaction.
+pub async fn insert(conn: &mut PgConnection, draft: &Draft, channel: &str) -> sqlx::Result<Option<Outgoing>> {
+    let notification_id = Uuid::now_v7();
+    let done = sqlx::query(
+        "INSERT INTO notifications.notifications
+             (notification_id, order_id, kind, user_id, recipient, channel, subject, body, status, attempts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0)
+         ON CONFLICT (order_id, kind) DO NOTHING",
+    )
+    .bind(notification_id)
+    .bind(&draft.order_id)
+    .bind(draft.kind.as_str())
+    .bind(&draft.user_id)
+    .bind(&draft.recipient)
+    .bind(channel)
+    .bind(&draft.subject)
+    .bind(&draft.body)
+    .execute(conn)
+    .await?;
+    Ok((done.rows_affected() == 1).then(|| Outgoing {
+        notification_id,
+        order_id: draft.order_id.clone(),
+        kind: draft.kind.as_str().to_string(),
+        recipient: draft.recipient.clone(),
+        subject: draft.subject.clone(),
+        body: draft.body.clone(),
+    }))
+}
+
+/// Records delivered notifications with their attempt counts, in one statement.
+pub async fn mark_delivered(pool: &PgPool, outcomes: &[(Uuid, i32)]) -> sqlx::Result<()> {
+    mark(pool, outcomes, "UPDATE notifications.notifications AS n
+         SET status = 'delivered', delivered_at = now(), attempts = u.attempts
+         FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempts)
+         WHERE n.notification_id = u.id")
+    .await
+}
+
+/// Records failed notifications with their attempt counts, in one statement.
+pub async fn mark_failed(pool: &PgPool, outcomes: &[(Uuid, i32)]) -> sqlx::Result<()> {
+    mark(pool, outcomes, "UPDATE notifications.notifications AS n
+         SET status = 'failed', attempts = u.attempts
+         FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempts)
+         WHERE n.notification_id = u.id")
+    .await
+}
+
+async fn mark(pool: &PgPool, outcomes: &[(Uuid, i32)], sql: &'static str) -> sqlx::Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let (ids, attempts): (Vec<Uuid>, Vec<i32>) = outcomes.iter().copied().unzip();
+    sqlx::query(sql).bind(ids).bind(attempts).execute(pool).await?;
+    Ok(())
+}
+
+/// `(order_id, kind, count)` for every order and kind with a notification.
+pub async fn counts(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(
+        "SELECT order_id, kind, count(*) FROM notifications.notifications
+         GROUP BY order_id, kind ORDER BY order_id, kind",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,139 @@
+//! `order-create` (HTTP `POST /orders`): validates and prices the order, then writes it,
+//! its idempotency record and `order.created` in one transaction, and publishes after commit.
+
+use crate::domain::pricing::{self, PricedOrder, PricingError};
+use crate::domain::request::{IdempotencyKey, OrderRequest, ValidOrder};
+use crate::pg::idempotency::{self, StoredResponse};
+use crate::pg::{catalog, orders};
+use shared::context::Context;
+use shared::contracts::{OrderCreated, OrderLine, Payload};
+use shared::http::{ApiError, Request, Response, authenticate, header, json_body, json_response};
+use shared::session::Session;
+use shared::{Envelope, Function};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const ROUTE: &str = "POST /orders";
+
+#[derive(Clone)]
+struct CreateOrder {
+    ctx: Context,
+}
+
+pub fn create(ctx: &Context) -> Arc<dyn Function> {
+    let state = Arc::new(CreateOrder { ctx: ctx.clone() });
+    Arc::new(shared::lambda::HttpFunction(move |req| {
+        let s = state.clone();
+        async move { s.handle(req).await }
+    }))
+}
+
+fn pricing_error(e: PricingError) -> ApiError {
+    let code = match e {
+        PricingError::UnknownProducts(_) => "unknown_product",
+        PricingError::MixedCurrency(_) => "mixed_currency",
+        PricingError::Overflow => "invalid_request",
+    };
+    ApiError::new(422, code, e.to_string())
+}
+
+/// The stored answer for a replayed key, or 422 when the key came with another body.
+fn replay(stored: StoredResponse, request_hash: &str) -> Result<Response, ApiError> {
+    if stored.request_hash != request_hash {
+        return Err(ApiError::new(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request body",
+        ));
+    }
+    Ok(json_response(stored.status_code, &stored.response))
+}
+
+impl CreateOrder {
+    async fn handle(&self, req: Request) -> Result<Response, ApiError> {
+        if req.route_key.as_deref() != Some(ROUTE) {
+            return Err(ApiError::not_found("route"));
+        }
+        let session = authenticate(&self.ctx.sessions, &req).await?;
+        let body: OrderRequest = json_body(&req)?;
+        let order = ValidOrder::try_from(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let key = match header(&req, "idempotency-key") {
+            None => None,
+            Some(raw) => Some(
+                IdempotencyKey::parse(raw)
+                    .ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"))?,
+            ),
+        };
+        let request_hash = order.request_hash();
+        if let Some(key) = &key
+            && let Some(stored) = idempotency::find(&self.ctx.pool, session.user_id, key.as_str()).await?
+        {
+            return replay(stored, &request_hash);
+        }
+        let prices = catalog::prices(&self.ctx.pool, &order.product_ids()).await?;
+        let priced = pricing::price(&order, &prices).map_err(pricing_error)?;
+        self.insert(&session, &order, &priced, key.as_ref(), &request_hash).await
+    }
+
+    async fn insert(
+        &self,
+        session: &Session,
+        order: &ValidOrder,
+        priced: &PricedOrder,
+        key: Option<&IdempotencyKey>,
+        request_hash: &str,
+    ) -> Result<Response, ApiError> {
+        let order_id = Uuid::now_v7();
+        let answer = serde_json::json!({ "order_id": order_id, "status": "PENDING" });
+        let events = vec![order_created(order_id, session, order, priced)];
+        let mut tx = self.ctx.pool.begin().await?;
+        // The key is claimed first: a concurrent request with the same key waits here for
+        // ours to finish, then finds it taken and answers from what we stored.
+        if let Some(key) = key
+            && !idempotency::claim(&mut tx, session.user_id, key.as_str(), request_hash, 202, &answer).await?
+        {
+            tx.rollback().await?;
+            let stored = idempotency::find(&self.ctx.pool, session.user_id, key.as_str())
+                .await?
+                .ok_or_else(|| ApiError::new(409, "conflict", "a concurrent request with this Idempotency-Key failed, retry"))?;
+            return replay(stored, request_hash);
+        }
+        let new = orders::NewOrder {
+            order_id,
+            user_id: session.user_id,
+            customer_email: &session.email,
+            priced,
+            payment_token: order.payment_token.as_str(),
+            pending_timeout: self.ctx.config.pending_timeout,
+        };
+        orders::insert(&mut tx, &new).await?;
+        shared::db::outbox_insert(&mut tx, crate::SCHEMA, &events).await?;
+        tx.commit().await?;
+        tracing::info!(%order_id, user_id = %session.user_id, total_cents = priced.total_cents, "order accepted");
+        self.ctx.publish_committed(crate::SCHEMA, &events).await;
+        Ok(json_response(202, &answer))
+    }
+}
+
+fn order_created(order_id: Uuid, session: &Session, order: &ValidOrder, priced: &PricedOrder) -> Envelope {
+    Envelope::new(
+        Payload::OrderCreated(OrderCreated {
+            order_id: order_id.to_string(),
+            user_id: session.user_id.to_string(),
+            customer_email: session.email.clone(),
+            items: priced
+                .lines
+                .iter()
+                .map(|l| OrderLine {
+                    product_id: l.product_id.clone(),
+                    quantity: l.quantity,
+                    unit_price_cents: l.unit_price_cents,
+                })
+                .collect(),
+            total_cents: priced.total_cents,
+            currency: priced.currency.clone(),
+            payment_token: order.payment_token.as_str().to_string(),
+        }),
+        None,
+    )
+}

@@ -1,0 +1,265 @@
+//! The HTTP front door: what API Gateway's HTTP API does in the cloud. Each request is
+//! matched to a route of template.yaml, turned into a payload-v2 event, handed to the
+//! route's function, and its answer turned back into an HTTP response.
+
+use crate::invoke::Target;
+use crate::metrics::Metrics;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+    pub target: Target,
+}
+
+pub struct Front {
+    pub routes: Vec<Route>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(front: Arc<Front>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(front)
+}
+
+/// Matches `/orders/{id}` against `/orders/42`, returning the path parameters.
+pub fn match_path(template: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
+    let p: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    for (ts, ps) in t.iter().zip(&p) {
+        if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if ps.is_empty() {
+                return None;
+            }
+            params.insert(name.to_string(), percent_decode(ps));
+        } else if ts != ps {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+fn percent_decode(s: &str) -> String {
+    url_decode(s, false)
+}
+
+fn url_decode(s: &str, plus_is_space: bool) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|&c| hex(c)), bytes.get(i + 2).and_then(|&c| hex(c)))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(if b == b'+' && plus_is_space { b' ' } else { b });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message}}).to_string();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+async fn handle(State(front): State<Arc<Front>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path();
+    if path == "/health" {
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"status":"ok"}"#))
+            .unwrap_or_default();
+    }
+    if path == "/metrics" && method == Method::GET {
+        return Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Body::from(front.metrics.render()))
+            .unwrap_or_default();
+    }
+    let mut path_matched = false;
+    let found = front.routes.iter().find_map(|r| {
+        let params = match_path(&r.path, path)?;
+        path_matched = true;
+        (r.method == method.as_str() || r.method == "ANY").then_some((r, params))
+    });
+    let Some((route, params)) = found else {
+        return if path_matched {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
+        } else {
+            error(StatusCode::NOT_FOUND, "not_found", "no such route")
+        };
+    };
+    let event = v2_event(route, &method, &uri, &headers, &body, params);
+    let answer = route.target.invoke(event).await;
+    let response = match answer {
+        Ok(v) => v2_response(&v),
+        Err(e) => {
+            tracing::error!(function = %route.function, error = %e, "HTTP function failed");
+            error(StatusCode::BAD_GATEWAY, "function_error", "the function failed to answer")
+        }
+    };
+    front.metrics.inc(
+        "orderflow_http_requests_total",
+        &[("function", &route.function), ("status", response.status().as_str())],
+        1.0,
+    );
+    response
+}
+
+/// The API Gateway HTTP API payload v2 event, as AWS builds it.
+pub fn v2_event(
+    route: &Route,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    params: BTreeMap<String, String>,
+) -> Value {
+    let route_key = format!("{} {}", route.method, route.path);
+    let mut hdrs: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        hdrs.entry(name.as_str().to_string()).and_modify(|e| *e = format!("{e},{v}")).or_insert(v);
+    }
+    let raw_query = uri.query().unwrap_or("");
+    let mut query: Map<String, Value> = Map::new();
+    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (url_decode(k, true), url_decode(v, true));
+        match query.get_mut(&k) {
+            // v2 joins repeated parameters with commas.
+            Some(Value::String(existing)) => *existing = format!("{existing},{v}"),
+            _ => {
+                query.insert(k, Value::String(v));
+            }
+        }
+    }
+    let now = chrono::Utc::now();
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": uri.path(),
+        "rawQueryString": raw_query,
+        "headers": hdrs,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": hdrs.get("host").cloned().unwrap_or_else(|| "localhost".into()),
+            "domainPrefix": "local",
+            "http": {
+                "method": method.as_str(),
+                "path": uri.path(),
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": hdrs.get("user-agent").cloned().unwrap_or_default(),
+            },
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "isBase64Encoded": false,
+    });
+    if !query.is_empty() {
+        event["queryStringParameters"] = Value::Object(query);
+    }
+    if !params.is_empty() {
+        event["pathParameters"] = json!(params);
+    }
+    if !body.is_empty() {
+        match std::str::from_utf8(body) {
+            Ok(text) => event["body"] = Value::String(text.to_string()),
+            Err(_) => {
+                event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
+                event["isBase64Encoded"] = Value::Bool(true);
+            }
+        }
+    }
+    event
+}
+
+/// A function's v2 answer as an HTTP response.
+pub fn v2_response(v: &Value) -> Response {
+    let status = v.get("statusCode").and_then(Value::as_u64).and_then(|s| StatusCode::from_u16(s as u16).ok());
+    let Some(status) = status else {
+        return error(StatusCode::BAD_GATEWAY, "function_error", "the function answered without a statusCode");
+    };
+    let mut builder = Response::builder().status(status);
+    if let Some(h) = v.get("headers").and_then(Value::as_object) {
+        for (k, val) in h {
+            if let (Ok(name), Some(Ok(value))) =
+                (HeaderName::try_from(k.as_str()), val.as_str().map(HeaderValue::from_str))
+            {
+                builder = builder.header(name, value);
+            }
+        }
+    }
+    let body = match v.get("body").and_then(Value::as_str) {
+        None => Vec::new(),
+        Some(b) if v.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) => {
+            base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default()
+        }
+        Some(b) => b.as_bytes().to_vec(),
+    };
+    builder.body(Body::from(body)).unwrap_or_default()
+}
+
+pub async fn serve(addr: SocketAddr, front: Arc<Front>, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (ORDERFLOW_HTTP_ADDR): {e}"))?;
+    let local = listener.local_addr()?;
+    let app = router(front);
+    let handle = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "HTTP front door stopped");
+        }
+    });
+    Ok((local, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_templates_capture_parameters() {
+        assert_eq!(match_path("/orders/{id}", "/orders/42").and_then(|p| p.get("id").cloned()).as_deref(), Some("42"));
+        assert!(match_path("/orders/{id}", "/orders").is_none());
+        assert!(match_path("/products/{id}/stock", "/products/a%20b/stock").is_some_and(|p| p["id"] == "a b"));
+        assert!(match_path("/stock", "/stocks").is_none());
+    }
+
+    #[test]
+    fn query_strings_decode_like_api_gateway() {
+        assert_eq!(url_decode("a%2Cb+c", true), "a,b c");
+        assert_eq!(url_decode("100%", true), "100%");
+    }
+}

@@ -1,0 +1,19 @@
+//! The local runner `orderflow`: hosts every function of template.yaml in one process
+//! behind an AWS-faithful RabbitMQ bridge, an API Gateway-like HTTP front door and the
+//! schedules, and carries the operator commands (seed, demo, verify).
+
+pub mod bridge;
+pub mod demo;
+pub mod front;
+pub mod invoke;
+pub mod metrics;
+pub mod registry;
+pub mod seed;
+pub mod stack;
+pub mod template;
+pub mod verify;
+
+/// Queue names (unprefixed) of every queue trigger in the template.
+pub fn template_queues(specs: &[template::FunctionSpec]) -> Vec<String> {
+    template::queue_specs(specs).into_iter().map(|q| q.queue).collect()
+}

@@ -1,0 +1,30 @@
+//! Every function of every service, by binary name, and every service's migrations: what
+//! lets the runner host the whole system in one process.
+
+use shared::Constructor;
+
+/// All functions of all services.
+pub fn all() -> Vec<(&'static str, Constructor)> {
+    [identity::FUNCTIONS, inventory::FUNCTIONS, payment::FUNCTIONS, notification::FUNCTIONS, order::FUNCTIONS]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect()
+}
+
+pub fn find(binary: &str) -> Option<Constructor> {
+    all().into_iter().find(|(name, _)| *name == binary).map(|(_, c)| c)
+}
+
+/// Runs every service's migrations (each in its own schema).
+pub async fn migrate_all(database_url: &str) -> anyhow::Result<()> {
+    identity::migrate(database_url).await?;
+    inventory::migrate(database_url).await?;
+    payment::migrate(database_url).await?;
+    notification::migrate(database_url).await?;
+    order::migrate(database_url).await?;
+    Ok(())
+}
+
+/// Schemas that keep an outbox.
+pub const OUTBOX_SCHEMAS: [&str; 5] = ["identity", "inventory", "payments", "notifications", "orders"];

@@ -1,0 +1,172 @@
+//! Starting and stopping the whole system in one process: migrations, topology, then every
+//! function of template.yaml behind its trigger (queue bridge, HTTP route, schedule).
+
+use crate::bridge;
+use crate::front::{self, Front, Route};
+use crate::invoke::Target;
+use crate::metrics::Metrics;
+use crate::template::{self, FunctionSpec, Trigger};
+use anyhow::Context as _;
+use shared::Config;
+use shared::context::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub http_addr: SocketAddr,
+    /// Send invocations to a Lambda emulator (`cargo lambda watch`) instead of in-process.
+    pub invoke_url: Option<String>,
+    pub template: String,
+    /// Run every schedule at this interval instead of its rate (tests, demos).
+    pub schedule_every: Option<Duration>,
+}
+
+impl StackOptions {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let http_addr = std::env::var("ORDERFLOW_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+        let schedule_every = match std::env::var("ORDERFLOW_SCHEDULE_EVERY_SECS") {
+            Ok(v) => Some(Duration::from_secs_f64(v.parse().context("ORDERFLOW_SCHEDULE_EVERY_SECS must be a number")?)),
+            Err(_) => None,
+        };
+        Ok(StackOptions {
+            http_addr: http_addr.parse().with_context(|| format!("ORDERFLOW_HTTP_ADDR={http_addr:?} is not an address"))?,
+            invoke_url: None,
+            template: template::EMBEDDED.to_string(),
+            schedule_every,
+        })
+    }
+}
+
+pub struct Stack {
+    pub ctx: Context,
+    pub http_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Checks every dependency answers, naming the one that does not (password hidden).
+pub async fn preflight(cfg: &Config) -> anyhow::Result<()> {
+    let redis = shared::cache::Redis::new(&cfg.redis_url)?;
+    let mut conn = redis
+        .conn()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Redis at {}: {e}", redis.url_redacted()))?;
+    let _: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Redis at {}: {e}", redis.url_redacted()))?;
+    let amqp = shared::publisher::connect(&cfg.amqp_url, "preflight").await?;
+    let _ = amqp.close(200, "preflight done".into()).await;
+    Ok(())
+}
+
+/// Migrations of every service and the broker topology of every queue trigger.
+pub async fn prepare(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
+    crate::registry::migrate_all(&cfg.database_url).await?;
+    declare_topology(cfg, specs).await
+}
+
+pub async fn declare_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
+    let conn = shared::publisher::connect(&cfg.amqp_url, "topology").await?;
+    let ch = conn.create_channel().await?;
+    shared::topology::declare(&ch, &shared::topology::Names::new(cfg.prefix.clone()), &template::queue_specs(specs))
+        .await
+        .context("declaring the broker topology")?;
+    let _ = conn.close(200, "topology declared".into()).await;
+    Ok(())
+}
+
+impl Stack {
+    pub async fn start(cfg: Config, opts: StackOptions) -> anyhow::Result<Stack> {
+        let specs = template::parse(&opts.template)?;
+        preflight(&cfg).await?;
+        prepare(&cfg, &specs).await?;
+        let ctx = Context::new(cfg.clone())?;
+        let metrics = Arc::new(Metrics::default());
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut routes = Vec::new();
+        let vhost = cfg.vhost();
+        for spec in &specs {
+            let target = match &opts.invoke_url {
+                Some(url) => Target::remote(url, &spec.binary),
+                None => {
+                    let ctor = crate::registry::find(&spec.binary)
+                        .with_context(|| format!("template names {} but no service provides it", spec.binary))?;
+                    Target::InProcess(ctor(&ctx))
+                }
+            };
+            for trigger in &spec.triggers {
+                match trigger {
+                    Trigger::Mq { queue, batch_size, window, .. } => {
+                        let t = bridge::Trigger {
+                            function: spec.binary.clone(),
+                            queue: ctx.names.queue(queue),
+                            vhost: vhost.clone(),
+                            batch_size: *batch_size,
+                            window: *window,
+                            target: target.clone(),
+                            amqp_url: cfg.amqp_url.clone(),
+                            metrics: metrics.clone(),
+                        };
+                        tasks.push(tokio::spawn(bridge::run(t, rx.clone())));
+                    }
+                    Trigger::Http { method, path } => routes.push(Route {
+                        method: method.clone(),
+                        path: path.clone(),
+                        function: spec.binary.clone(),
+                        target: target.clone(),
+                    }),
+                    Trigger::Schedule { every, expression } => {
+                        let every = opts.schedule_every.unwrap_or(*every);
+                        tasks.push(tokio::spawn(schedule(spec.binary.clone(), expression.clone(), every, target.clone(), rx.clone())));
+                    }
+                }
+            }
+        }
+        let front = Arc::new(Front { routes, metrics: metrics.clone() });
+        let (http_addr, http_task) = front::serve(opts.http_addr, front, rx.clone()).await?;
+        tasks.push(http_task);
+        Ok(Stack { ctx, http_addr, metrics, shutdown, tasks })
+    }
+
+    /// Graceful stop: no new batches or requests, in-flight ones finish and are acked.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(Duration::from_secs(30), all).await.is_err() {
+            tracing::warn!("some triggers did not stop within 30 s");
+        }
+    }
+}
+
+async fn schedule(function: String, expression: String, every: Duration, target: Target, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let event = serde_json::json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "000000000000",
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "region": "local",
+            "resources": [format!("arn:aws:events:local:000000000000:rule/{function}")],
+            "detail": {},
+        });
+        match target.invoke(event).await {
+            Ok(answer) => tracing::debug!(%function, %expression, %answer, "schedule ran"),
+            Err(error) => tracing::warn!(%function, %error, "scheduled invocation failed; next tick retries"),
+        }
+    }
+}
