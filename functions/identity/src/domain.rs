@@ -125,15 +125,24 @@ mod tests {
 
     #[test]
     fn passwords_need_8_to_1024_characters() {
-        assert_eq!(Password::parse("1234567"), Err(InvalidInput::PasswordTooShort));
+        assert_eq!(
+            Password::parse("1234567"),
+            Err(InvalidInput::PasswordTooShort)
+        );
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"x".repeat(1024)).is_ok());
-        assert_eq!(Password::parse(&"x".repeat(1025)), Err(InvalidInput::PasswordTooLong));
+        assert_eq!(
+            Password::parse(&"x".repeat(1025)),
+            Err(InvalidInput::PasswordTooLong)
+        );
     }
 
     #[test]
     fn password_length_counts_characters_not_bytes() {
-        assert_eq!(Password::parse("ééééééé"), Err(InvalidInput::PasswordTooShort));
+        assert_eq!(
+            Password::parse("ééééééé"),
+            Err(InvalidInput::PasswordTooShort)
+        );
         assert!(Password::parse("éééééééé").is_ok());
     }
 

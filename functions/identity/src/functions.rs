@@ -44,7 +44,10 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(ctx: &Context) -> Self {
-        Identity { users: PgUsers::new(ctx.pool.clone()), sessions: ctx.sessions.clone() }
+        Identity {
+            users: PgUsers::new(ctx.pool.clone()),
+            sessions: ctx.sessions.clone(),
+        }
     }
 
     /// Answers `req` if its route is one of ours; 404 otherwise.
@@ -61,7 +64,8 @@ impl Identity {
     async fn register(&self, req: &Request) -> Result<Response, ApiError> {
         let body: Credentials = json_body(req)?;
         let email = Email::parse(&body.email).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let password = Password::parse(&body.password).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let password =
+            Password::parse(&body.password).map_err(|e| ApiError::bad_request(e.to_string()))?;
         // Cheap pre-check so a taken address costs no hash; the insert settles races.
         if self.users.email_taken(&email).await? {
             return Err(email_taken());
@@ -70,7 +74,11 @@ impl Identity {
             tracing::error!(error = %e, "password hashing failed");
             ApiError::internal()
         })?;
-        let user_id = self.users.insert(&email, &phc).await?.ok_or_else(email_taken)?;
+        let user_id = self
+            .users
+            .insert(&email, &phc)
+            .await?
+            .ok_or_else(email_taken)?;
         tracing::info!(%user_id, "user registered");
         Ok(json_response(201, &Registered { user_id }))
     }
@@ -82,7 +90,10 @@ impl Identity {
         // An absurdly long password is refused without hashing it, yet after the same work
         // as a wrong one; an unknown user is checked against a dummy hash for the same reason.
         let too_long = body.password.chars().count() > MAX_PASSWORD_LEN;
-        let phc = user.as_ref().filter(|_| !too_long).map(|u| u.password_hash.clone());
+        let phc = user
+            .as_ref()
+            .filter(|_| !too_long)
+            .map(|u| u.password_hash.clone());
         let candidate = if too_long { "" } else { body.password.as_str() };
         let ok = password::verify(phc, candidate).await.map_err(|e| {
             tracing::error!(error = %e, "password verification failed");
@@ -91,10 +102,21 @@ impl Identity {
         let Some(user) = user.filter(|_| ok) else {
             return Err(invalid_credentials());
         };
-        let (token, expires_at) =
-            self.sessions.create(&Session { user_id: user.user_id, email: user.email.clone() }).await?;
+        let (token, expires_at) = self
+            .sessions
+            .create(&Session {
+                user_id: user.user_id,
+                email: user.email.clone(),
+            })
+            .await?;
         tracing::info!(user_id = %user.user_id, "session created");
-        Ok(json_response(201, &LoggedIn { token, expires_at: expires_at.to_rfc3339() }))
+        Ok(json_response(
+            201,
+            &LoggedIn {
+                token,
+                expires_at: expires_at.to_rfc3339(),
+            },
+        ))
     }
 
     #[tracing::instrument(skip_all, err(Display))]
@@ -108,11 +130,19 @@ impl Identity {
 }
 
 fn email_taken() -> ApiError {
-    ApiError::new(409, "email_taken", "an account with this email already exists")
+    ApiError::new(
+        409,
+        "email_taken",
+        "an account with this email already exists",
+    )
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::new(401, "invalid_credentials", "unknown email or wrong password")
+    ApiError::new(
+        401,
+        "invalid_credentials",
+        "unknown email or wrong password",
+    )
 }
 
 fn http(ctx: &Context) -> Arc<dyn Function> {

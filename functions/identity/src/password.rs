@@ -2,8 +2,8 @@
 //! so a hash never stalls the async runtime.
 
 use crate::domain::Password;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use rand::RngCore as _;
 use std::sync::OnceLock;
 
@@ -45,7 +45,9 @@ pub async fn verify(phc: Option<String>, candidate: &str) -> Result<bool, HashEr
             tracing::error!("stored password hash is not a valid PHC string");
             return Ok(false);
         };
-        let matches = Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok();
+        let matches = Argon2::default()
+            .verify_password(candidate.as_bytes(), &parsed)
+            .is_ok();
         Ok(known && matches)
     })
     .await?
@@ -72,14 +74,25 @@ mod tests {
         let pw = Password::parse("correct horse battery").expect("valid");
         let phc = hash(&pw).await.expect("hash");
         assert!(phc.starts_with("$argon2id$"), "{phc}");
-        assert!(verify(Some(phc.clone()), "correct horse battery").await.expect("verify"));
-        assert!(!verify(Some(phc), "wrong horse battery").await.expect("verify"));
+        assert!(
+            verify(Some(phc.clone()), "correct horse battery")
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !verify(Some(phc), "wrong horse battery")
+                .await
+                .expect("verify")
+        );
     }
 
     #[tokio::test]
     async fn the_same_password_gets_a_different_salt_each_time() {
         let pw = Password::parse("correct horse battery").expect("valid");
-        assert_ne!(hash(&pw).await.expect("hash"), hash(&pw).await.expect("hash"));
+        assert_ne!(
+            hash(&pw).await.expect("hash"),
+            hash(&pw).await.expect("hash")
+        );
     }
 
     #[tokio::test]

@@ -23,10 +23,12 @@ impl PgUsers {
     }
 
     pub async fn email_taken(&self, email: &Email) -> sqlx::Result<bool> {
-        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM identity.users WHERE lower(email) = lower($1))")
-            .bind(email.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM identity.users WHERE lower(email) = lower($1))",
+        )
+        .bind(email.as_str())
+        .fetch_one(&self.pool)
+        .await?;
         row.try_get(0)
     }
 
@@ -52,7 +54,11 @@ impl PgUsers {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
-            Ok(UserRecord { user_id: r.try_get(0)?, email: r.try_get(1)?, password_hash: r.try_get(2)? })
+            Ok(UserRecord {
+                user_id: r.try_get(0)?,
+                email: r.try_get(1)?,
+                password_hash: r.try_get(2)?,
+            })
         })
         .transpose()
     }

@@ -1,6 +1,8 @@
 //! Pure decisions: which notification an order event asks for, and its text.
 
-use shared::contracts::{CancelReason, NotificationKind, OrderCancelled, OrderConfirmed, OrderCreated, Payload};
+use shared::contracts::{
+    CancelReason, NotificationKind, OrderCancelled, OrderConfirmed, OrderCreated, Payload,
+};
 
 /// The kinds of customer notification, one per order and kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +53,27 @@ pub enum Rejection {
 pub fn draft(payload: &Payload) -> Result<Draft, Rejection> {
     let event = payload.event_type();
     let (order_id, user_id, recipient, kind, (subject, body)) = match payload {
-        Payload::OrderCreated(e) => (&e.order_id, &e.user_id, &e.customer_email, Kind::OrderReceived, received(e)),
-        Payload::OrderConfirmed(e) => (&e.order_id, &e.user_id, &e.customer_email, Kind::OrderConfirmed, confirmed(e)),
-        Payload::OrderCancelled(e) => (&e.order_id, &e.user_id, &e.customer_email, Kind::OrderCancelled, cancelled(e)),
+        Payload::OrderCreated(e) => (
+            &e.order_id,
+            &e.user_id,
+            &e.customer_email,
+            Kind::OrderReceived,
+            received(e),
+        ),
+        Payload::OrderConfirmed(e) => (
+            &e.order_id,
+            &e.user_id,
+            &e.customer_email,
+            Kind::OrderConfirmed,
+            confirmed(e),
+        ),
+        Payload::OrderCancelled(e) => (
+            &e.order_id,
+            &e.user_id,
+            &e.customer_email,
+            Kind::OrderCancelled,
+            cancelled(e),
+        ),
         _ => return Err(Rejection::UnexpectedEvent(event)),
     };
     if order_id.trim().is_empty() {
@@ -88,7 +108,10 @@ fn confirmed(e: &OrderConfirmed) -> (String, String) {
     let total = format_money(e.total_cents, &e.currency);
     (
         format!("Your order {} is confirmed", e.order_id),
-        format!("Good news: your order {} is confirmed and your payment of {total} was taken.", e.order_id),
+        format!(
+            "Good news: your order {} is confirmed and your payment of {total} was taken.",
+            e.order_id
+        ),
     )
 }
 
@@ -96,7 +119,11 @@ fn cancelled(e: &OrderCancelled) -> (String, String) {
     let reason = CancelReason::try_from(e.reason).unwrap_or(CancelReason::Unspecified);
     (
         format!("Your order {} was cancelled", e.order_id),
-        format!("We are sorry: your order {} was cancelled because {}. You have not been charged.", e.order_id, human_reason(reason)),
+        format!(
+            "We are sorry: your order {} was cancelled because {}. You have not been charged.",
+            e.order_id,
+            human_reason(reason)
+        ),
     )
 }
 
@@ -121,15 +148,24 @@ pub fn format_money(minor: i64, currency: &str) -> String {
         abs.to_string()
     } else {
         let scale = 10u64.pow(exponent);
-        format!("{}.{:0width$}", abs / scale, abs % scale, width = exponent as usize)
+        format!(
+            "{}.{:0width$}",
+            abs / scale,
+            abs % scale,
+            width = exponent as usize
+        )
     };
-    if currency.is_empty() { format!("{sign}{amount}") } else { format!("{sign}{amount} {currency}") }
+    if currency.is_empty() {
+        format!("{sign}{amount}")
+    } else {
+        format!("{sign}{amount} {currency}")
+    }
 }
 
 fn minor_unit_exponent(currency: &str) -> u32 {
     match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND" | "VUV"
-        | "XAF" | "XOF" | "XPF" => 0,
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
     }
@@ -145,7 +181,11 @@ mod tests {
             order_id: "ord-1".into(),
             user_id: "u-1".into(),
             customer_email: "ada@example.com".into(),
-            items: vec![OrderLine { product_id: "sku-1".into(), quantity: 2, unit_price_cents: 1999 }],
+            items: vec![OrderLine {
+                product_id: "sku-1".into(),
+                quantity: 2,
+                unit_price_cents: 1999,
+            }],
             total_cents: 3998,
             currency: "EUR".into(),
             payment_token: "tok_visa".into(),
@@ -178,9 +218,20 @@ mod tests {
         let d = draft(&Payload::OrderCreated(created())).expect("draft");
         assert_eq!(d.kind, Kind::OrderReceived);
         assert_eq!(d.kind.as_str(), "order_received");
-        assert_eq!((d.order_id.as_str(), d.user_id.as_str(), d.recipient.as_str()), ("ord-1", "u-1", "ada@example.com"));
+        assert_eq!(
+            (
+                d.order_id.as_str(),
+                d.user_id.as_str(),
+                d.recipient.as_str()
+            ),
+            ("ord-1", "u-1", "ada@example.com")
+        );
         assert!(d.subject.contains("ord-1"), "{}", d.subject);
-        assert!(d.body.contains("ord-1") && d.body.contains("39.98 EUR"), "{}", d.body);
+        assert!(
+            d.body.contains("ord-1") && d.body.contains("39.98 EUR"),
+            "{}",
+            d.body
+        );
     }
 
     #[test]
@@ -194,7 +245,11 @@ mod tests {
         }))
         .expect("draft");
         assert_eq!(d.kind.as_str(), "order_confirmed");
-        assert!(d.subject.contains("ord-2") && d.subject.contains("confirmed"), "{}", d.subject);
+        assert!(
+            d.subject.contains("ord-2") && d.subject.contains("confirmed"),
+            "{}",
+            d.subject
+        );
         assert!(d.body.contains("1500 JPY"), "{}", d.body);
     }
 
@@ -208,14 +263,20 @@ mod tests {
         ] {
             let d = draft(&cancelled_for(reason)).expect("draft");
             assert_eq!(d.kind.as_str(), "order_cancelled");
-            assert!(d.subject.contains("ord-1") && d.subject.contains("cancelled"), "{}", d.subject);
+            assert!(
+                d.subject.contains("ord-1") && d.subject.contains("cancelled"),
+                "{}",
+                d.subject
+            );
             assert!(d.body.contains(words), "{reason:?}: {}", d.body);
         }
     }
 
     #[test]
     fn an_unknown_cancel_reason_number_still_renders() {
-        let Payload::OrderCancelled(mut e) = cancelled_for(CancelReason::Expired) else { unreachable!() };
+        let Payload::OrderCancelled(mut e) = cancelled_for(CancelReason::Expired) else {
+            unreachable!()
+        };
         e.reason = 99;
         let d = draft(&Payload::OrderCancelled(e)).expect("draft");
         assert!(d.body.contains("could not be completed"), "{}", d.body);
@@ -223,7 +284,11 @@ mod tests {
 
     #[test]
     fn other_events_are_rejected_by_type() {
-        let err = draft(&Payload::StockReserved(StockReserved { order_id: "o".into(), items: vec![] })).expect_err("rejected");
+        let err = draft(&Payload::StockReserved(StockReserved {
+            order_id: "o".into(),
+            items: vec![],
+        }))
+        .expect_err("rejected");
         assert_eq!(err.to_string(), "unexpected event type stock.reserved");
     }
 
@@ -231,9 +296,15 @@ mod tests {
     fn an_event_without_order_id_or_recipient_is_rejected() {
         let mut e = created();
         e.order_id = " ".into();
-        assert_eq!(draft(&Payload::OrderCreated(e)).expect_err("rejected"), Rejection::NoOrderId("order.created"));
+        assert_eq!(
+            draft(&Payload::OrderCreated(e)).expect_err("rejected"),
+            Rejection::NoOrderId("order.created")
+        );
         let mut e = created();
         e.customer_email = String::new();
-        assert_eq!(draft(&Payload::OrderCreated(e)).expect_err("rejected"), Rejection::NoRecipient("order.created"));
+        assert_eq!(
+            draft(&Payload::OrderCreated(e)).expect_err("rejected"),
+            Rejection::NoRecipient("order.created")
+        );
     }
 }

@@ -39,8 +39,13 @@ impl MessageHandler for SendHandler {
         SCHEMA
     }
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<Outgoing>, HandleError> {
-        let draft = domain::draft(env.payload()).map_err(|e| HandleError::permanent(e.to_string()))?;
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<Outgoing>, HandleError> {
+        let draft =
+            domain::draft(env.payload()).map_err(|e| HandleError::permanent(e.to_string()))?;
         let Some(created) = pg::insert(tx, &draft, self.channel.name()).await? else {
             // Another event (a re-publish with a new id) already produced this notification.
             tracing::info!(order_id = %draft.order_id, kind = draft.kind.as_str(), "notification already exists");
@@ -62,7 +67,8 @@ impl MessageHandler for SendHandler {
         if effects.is_empty() {
             return;
         }
-        let outcomes = futures::future::join_all(effects.iter().map(|n| self.channel.deliver(n))).await;
+        let outcomes =
+            futures::future::join_all(effects.iter().map(|n| self.channel.deliver(n))).await;
         let (mut delivered, mut failed) = (Vec::new(), Vec::new());
         for (n, outcome) in effects.iter().zip(outcomes) {
             let attempts = i32::try_from(outcome.attempts()).unwrap_or(i32::MAX);

@@ -7,7 +7,11 @@ use uuid::Uuid;
 
 /// Inserts the draft unless the order already has a notification of its kind; returns the
 /// new notification, or `None` for a duplicate. Runs in the message's transaction.
-pub async fn insert(conn: &mut PgConnection, draft: &Draft, channel: &str) -> sqlx::Result<Option<Outgoing>> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    draft: &Draft,
+    channel: &str,
+) -> sqlx::Result<Option<Outgoing>> {
     let notification_id = Uuid::now_v7();
     let done = sqlx::query(
         "INSERT INTO notifications.notifications
@@ -37,19 +41,27 @@ pub async fn insert(conn: &mut PgConnection, draft: &Draft, channel: &str) -> sq
 
 /// Records delivered notifications with their attempt counts, in one statement.
 pub async fn mark_delivered(pool: &PgPool, outcomes: &[(Uuid, i32)]) -> sqlx::Result<()> {
-    mark(pool, outcomes, "UPDATE notifications.notifications AS n
+    mark(
+        pool,
+        outcomes,
+        "UPDATE notifications.notifications AS n
          SET status = 'delivered', delivered_at = now(), attempts = u.attempts
          FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempts)
-         WHERE n.notification_id = u.id")
+         WHERE n.notification_id = u.id",
+    )
     .await
 }
 
 /// Records failed notifications with their attempt counts, in one statement.
 pub async fn mark_failed(pool: &PgPool, outcomes: &[(Uuid, i32)]) -> sqlx::Result<()> {
-    mark(pool, outcomes, "UPDATE notifications.notifications AS n
+    mark(
+        pool,
+        outcomes,
+        "UPDATE notifications.notifications AS n
          SET status = 'failed', attempts = u.attempts
          FROM UNNEST($1::uuid[], $2::int[]) AS u(id, attempts)
-         WHERE n.notification_id = u.id")
+         WHERE n.notification_id = u.id",
+    )
     .await
 }
 
@@ -58,7 +70,11 @@ async fn mark(pool: &PgPool, outcomes: &[(Uuid, i32)], sql: &'static str) -> sql
         return Ok(());
     }
     let (ids, attempts): (Vec<Uuid>, Vec<i32>) = outcomes.iter().copied().unzip();
-    sqlx::query(sql).bind(ids).bind(attempts).execute(pool).await?;
+    sqlx::query(sql)
+        .bind(ids)
+        .bind(attempts)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

@@ -26,7 +26,10 @@ impl WebhookChannel {
     /// One client per execution environment (connection pool, TLS config).
     pub fn new(url: impl Into<String>) -> reqwest::Result<Self> {
         let client = reqwest::Client::builder().timeout(TIMEOUT).build()?;
-        Ok(WebhookChannel { client, url: url.into() })
+        Ok(WebhookChannel {
+            client,
+            url: url.into(),
+        })
     }
 
     async fn attempt(&self, n: &Outgoing) -> Attempt {
@@ -48,7 +51,9 @@ impl WebhookChannel {
                     Attempt::GiveUp(why)
                 }
             }
-            Err(e) if e.is_connect() || e.is_timeout() => Attempt::Retry(format!("webhook unreachable: {e}")),
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                Attempt::Retry(format!("webhook unreachable: {e}"))
+            }
             Err(e) => Attempt::GiveUp(format!("webhook request failed: {e}")),
         }
     }
@@ -68,7 +73,9 @@ impl NotificationChannel for WebhookChannel {
             match self.attempt(n).await {
                 Attempt::Ok => return Delivery::Delivered { attempts },
                 Attempt::GiveUp(error) => return Delivery::Failed { attempts, error },
-                Attempt::Retry(error) if attempts >= MAX_ATTEMPTS => return Delivery::Failed { attempts, error },
+                Attempt::Retry(error) if attempts >= MAX_ATTEMPTS => {
+                    return Delivery::Failed { attempts, error };
+                }
                 Attempt::Retry(error) => {
                     tracing::info!(notification_id = %n.notification_id, attempts, %error, "webhook delivery will be retried");
                     tokio::time::sleep(backoff).await;

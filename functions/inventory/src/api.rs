@@ -1,0 +1,169 @@
+//! `inventory-products`: the catalog and stock over HTTP. Availability always comes through
+//! the Redis stock cache (read-through from Postgres on a miss); when Redis is down the
+//! figures come straight from Postgres. `x-stock-source` says which.
+
+use crate::domain::{self, StockFigure};
+use crate::pg::PgStock;
+use crate::stock_cache::RedisStockCache;
+use serde::Serialize;
+use shared::http::{ApiError, Request, Response, json_response, path_param, query_param};
+use sqlx::PgPool;
+use std::collections::HashMap;
+
+pub const SOURCE_HEADER: &str = "x-stock-source";
+
+/// Where a response's stock figures came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Every figure was a cache hit.
+    Cache,
+    /// At least one figure was read from Postgres (a miss, or Redis unavailable).
+    Database,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Cache => "cache",
+            Source::Database => "database",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProductView {
+    product_id: String,
+    name: String,
+    price_cents: i64,
+    currency: String,
+    available: i64,
+}
+
+#[derive(Serialize)]
+struct StockView {
+    product_id: String,
+    available: i64,
+}
+
+pub struct ProductsApi {
+    pool: PgPool,
+    cache: RedisStockCache,
+}
+
+impl ProductsApi {
+    pub fn new(pool: PgPool, cache: RedisStockCache) -> Self {
+        ProductsApi { pool, cache }
+    }
+
+    pub async fn handle(&self, req: Request) -> Result<Response, ApiError> {
+        let route = req.route_key.as_deref().or(req.request_context.route_key.as_deref()).unwrap_or("");
+        match route {
+            "GET /products" => self.list().await,
+            "GET /products/{id}/stock" => {
+                let id = path_param(&req, "id").ok_or_else(|| ApiError::bad_request("missing product id"))?;
+                self.one(id).await
+            }
+            "GET /stock" => {
+                let ids = domain::parse_ids(query_param(&req, "ids")).map_err(ApiError::bad_request)?;
+                self.many(ids).await
+            }
+            other => Err(ApiError::not_found(&format!("route {other:?}"))),
+        }
+    }
+
+    async fn list(&self) -> Result<Response, ApiError> {
+        let rows: Vec<(String, String, i64, String, i64, i32)> = sqlx::query_as(
+            "SELECT product_id, name, price_cents, currency, version, available
+             FROM inventory.products ORDER BY product_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let from_db: HashMap<String, StockFigure> = rows
+            .iter()
+            .map(|r| (r.0.clone(), StockFigure { version: r.4, available: i64::from(r.5) }))
+            .collect();
+        let (figures, source) = self.availability(&ids, Some(from_db)).await?;
+        let products: Vec<ProductView> = rows
+            .into_iter()
+            .map(|(product_id, name, price_cents, currency, _, available)| ProductView {
+                available: figures.get(&product_id).map_or(i64::from(available), |f| f.available),
+                product_id,
+                name,
+                price_cents,
+                currency,
+            })
+            .collect();
+        Ok(with_source(json_response(200, &serde_json::json!({ "products": products })), source))
+    }
+
+    async fn one(&self, id: &str) -> Result<Response, ApiError> {
+        let ids = vec![id.to_string()];
+        let (figures, source) = self.availability(&ids, None).await?;
+        let figure = figures.get(id).ok_or_else(|| ApiError::not_found(&format!("product {id}")))?;
+        let view = StockView { product_id: id.to_string(), available: figure.available };
+        Ok(with_source(json_response(200, &view), source))
+    }
+
+    async fn many(&self, ids: Vec<String>) -> Result<Response, ApiError> {
+        let (figures, source) = self.availability(&ids, None).await?;
+        let unknown: Vec<&str> = ids.iter().filter(|id| !figures.contains_key(*id)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::not_found(&format!("products {}", unknown.join(","))));
+        }
+        let stock: Vec<StockView> = ids
+            .iter()
+            .filter_map(|id| figures.get(id).map(|f| StockView { product_id: id.clone(), available: f.available }))
+            .collect();
+        Ok(with_source(json_response(200, &serde_json::json!({ "stock": stock })), source))
+    }
+
+    /// Figures for `ids` through the cache: hits from one pipelined read, misses from
+    /// Postgres (or from `from_db` when the caller has just read them) written back. Unknown
+    /// products are absent from the map.
+    pub async fn availability(
+        &self,
+        ids: &[String],
+        from_db: Option<HashMap<String, StockFigure>>,
+    ) -> Result<(HashMap<String, StockFigure>, Source), ApiError> {
+        let mut figures = HashMap::new();
+        let (misses, redis_up): (Vec<String>, bool) = match self.cache.get_many(ids).await {
+            Ok(cached) => {
+                let mut misses = Vec::new();
+                for (id, hit) in ids.iter().zip(cached) {
+                    match hit {
+                        Some(f) => {
+                            figures.insert(id.clone(), f);
+                        }
+                        None => misses.push(id.clone()),
+                    }
+                }
+                (misses, true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stock cache unavailable; reading stock from Postgres");
+                (ids.to_vec(), false)
+            }
+        };
+        if misses.is_empty() {
+            return Ok((figures, Source::Cache));
+        }
+        let loaded: Vec<(String, StockFigure)> = match from_db {
+            Some(mut known) => misses.iter().filter_map(|id| known.remove(id).map(|f| (id.clone(), f))).collect(),
+            None => PgStock::figures(&self.pool, &misses).await?,
+        };
+        if redis_up {
+            self.cache.refresh(&loaded).await;
+        }
+        figures.extend(loaded);
+        Ok((figures, Source::Database))
+    }
+}
+
+fn with_source(mut resp: Response, source: Source) -> Response {
+    resp.headers.insert(
+        aws_lambda_events::http::HeaderName::from_static(SOURCE_HEADER),
+        aws_lambda_events::http::HeaderValue::from_static(source.as_str()),
+    );
+    resp
+}

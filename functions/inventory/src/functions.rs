@@ -1,0 +1,168 @@
+//! The inventory Lambda functions: `inventory-reserve` (order.created), `inventory-release`
+//! (order.cancelled) and `inventory-products` (HTTP).
+
+use crate::domain::{self, ReleaseAction, ReservationStatus, ReserveAction, StockFigure};
+use crate::pg::{PgStock, StockChange};
+use crate::stock_cache::RedisStockCache;
+use async_trait::async_trait;
+use shared::contracts::{Payload, RejectReason, StockRejected, StockReleased, StockReserved};
+use shared::lambda::{HttpFunction, RmqFunction};
+use shared::runner::{Applied, MessageHandler};
+use shared::{Envelope, Function, HandleError};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const RESERVE: &str = "inventory-reserve";
+pub const RELEASE: &str = "inventory-release";
+pub const PRODUCTS: &str = "inventory-products";
+
+pub fn reserve(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    Arc::new(RmqFunction(ctx.batch_runner(Reserve { cache: RedisStockCache::from_context(ctx) })))
+}
+
+pub fn release(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    Arc::new(RmqFunction(ctx.batch_runner(Release { cache: RedisStockCache::from_context(ctx) })))
+}
+
+pub fn products(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    let api = Arc::new(crate::api::ProductsApi::new(ctx.pool.clone(), RedisStockCache::from_context(ctx)));
+    Arc::new(HttpFunction(move |req| {
+        let api = api.clone();
+        async move { api.handle(req).await }
+    }))
+}
+
+fn unexpected(env: &Envelope) -> HandleError {
+    HandleError::permanent(format!("unexpected event type {}", env.event_type))
+}
+
+/// The newest figure of every product touched by the batch, written in one pipeline.
+async fn refresh_cache(cache: &RedisStockCache, effects: Vec<StockChange>) {
+    let mut newest: HashMap<String, StockFigure> = HashMap::new();
+    for change in effects {
+        let entry = newest.entry(change.product_id).or_insert(change.figure);
+        if change.figure.version > entry.version {
+            *entry = change.figure;
+        }
+    }
+    let figures: Vec<(String, StockFigure)> = newest.into_iter().collect();
+    cache.refresh(&figures).await;
+}
+
+fn with_changes(events: Vec<Envelope>, changes: Vec<StockChange>) -> Applied<StockChange> {
+    Applied { events, effects: changes }
+}
+
+/// Reserves an order's stock, all lines or none.
+pub struct Reserve {
+    pub cache: RedisStockCache,
+}
+
+#[async_trait]
+impl MessageHandler for Reserve {
+    type Effect = StockChange;
+
+    fn name(&self) -> &'static str {
+        RESERVE
+    }
+
+    fn schema(&self) -> &'static str {
+        crate::SCHEMA
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<StockChange>, HandleError> {
+        let Payload::OrderCreated(order) = env.payload() else {
+            return Err(unexpected(env));
+        };
+        if order.order_id.trim().is_empty() {
+            return Err(HandleError::permanent("order.created without an order_id"));
+        }
+        let lines = domain::reservation_lines(&order.items).map_err(HandleError::Permanent)?;
+        let (status, _) = PgStock::lock_or_create(tx, &order.order_id).await?;
+        let rejected = |reason: RejectReason, product_id: String| {
+            let payload = Payload::StockRejected(StockRejected { order_id: order.order_id.clone(), reason: reason as i32, product_id });
+            Envelope::new(payload, Some(env))
+        };
+        match domain::on_order_created(status) {
+            ReserveAction::Nothing => {
+                tracing::info!(%status, "reservation already decided; nothing to do");
+                Ok(Applied::nothing())
+            }
+            ReserveAction::RefuseCancelled => {
+                tracing::info!("order was cancelled before its reservation; refused");
+                Ok(Applied::events(vec![rejected(RejectReason::OrderCancelled, String::new())]))
+            }
+            ReserveAction::Reserve => match PgStock::take(tx, &lines).await? {
+                Ok(changes) => {
+                    PgStock::set_reservation(tx, &order.order_id, ReservationStatus::Reserved, &lines).await?;
+                    tracing::info!(lines = lines.len(), "stock reserved");
+                    let payload = Payload::StockReserved(StockReserved {
+                        order_id: order.order_id.clone(),
+                        items: domain::to_order_lines(&lines),
+                    });
+                    Ok(with_changes(vec![Envelope::new(payload, Some(env))], changes))
+                }
+                Err(shortage) => {
+                    PgStock::set_reservation(tx, &order.order_id, ReservationStatus::Rejected, &[]).await?;
+                    tracing::info!(product_id = %shortage.product_id, reason = ?shortage.reason, "stock rejected");
+                    Ok(Applied::events(vec![rejected(shortage.reason, shortage.product_id)]))
+                }
+            },
+        }
+    }
+
+    async fn after_commit(&self, effects: Vec<StockChange>) {
+        refresh_cache(&self.cache, effects).await;
+    }
+}
+
+/// Gives a cancelled order's stock back, or leaves a tombstone when it has none yet.
+pub struct Release {
+    pub cache: RedisStockCache,
+}
+
+#[async_trait]
+impl MessageHandler for Release {
+    type Effect = StockChange;
+
+    fn name(&self) -> &'static str {
+        RELEASE
+    }
+
+    fn schema(&self) -> &'static str {
+        crate::SCHEMA
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<StockChange>, HandleError> {
+        let Payload::OrderCancelled(cancel) = env.payload() else {
+            return Err(unexpected(env));
+        };
+        if cancel.order_id.trim().is_empty() {
+            return Err(HandleError::permanent("order.cancelled without an order_id"));
+        }
+        let (status, items) = PgStock::lock_or_create(tx, &cancel.order_id).await?;
+        match domain::on_order_cancelled(status) {
+            ReleaseAction::Nothing => Ok(Applied::nothing()),
+            ReleaseAction::Tombstone => {
+                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Cancelled, &[]).await?;
+                tracing::info!("cancel arrived before the reservation; tombstone left");
+                Ok(Applied::nothing())
+            }
+            ReleaseAction::Release => {
+                let changes = PgStock::give_back(tx, &items).await?;
+                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Released, &items).await?;
+                tracing::info!(lines = items.len(), "stock released");
+                let payload = Payload::StockReleased(StockReleased {
+                    order_id: cancel.order_id.clone(),
+                    items: domain::to_order_lines(&items),
+                });
+                Ok(with_changes(vec![Envelope::new(payload, Some(env))], changes))
+            }
+        }
+    }
+
+    async fn after_commit(&self, effects: Vec<StockChange>) {
+        refresh_cache(&self.cache, effects).await;
+    }
+}
