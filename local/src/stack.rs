@@ -67,8 +67,36 @@ pub async fn preflight(cfg: &Config) -> anyhow::Result<()> {
 
 /// Migrations of every service and the broker topology of every queue trigger.
 pub async fn prepare(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
+    create_database_if_missing(&cfg.database_url).await?;
     crate::registry::migrate_all(&cfg.database_url).await?;
     declare_topology(cfg, specs).await
+}
+
+/// A first run should not need a manual `createdb`: create the database named by the URL
+/// when the server answers that it does not exist.
+async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let err = match sqlx::PgConnection::connect(database_url).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let missing = err.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "3D000");
+    if !missing {
+        anyhow::bail!("cannot reach Postgres at {}: {err}", shared::config::redact(database_url));
+    }
+    let mut url = url::Url::parse(database_url)?;
+    let name = url.path().trim_start_matches('/').to_string();
+    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "database name {name:?} must be [A-Za-z0-9_]");
+    url.set_path("/postgres");
+    let mut admin = sqlx::PgConnection::connect(url.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Postgres at {}: {e}", shared::config::redact(url.as_str())))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    tracing::info!(database = %name, "created the database");
+    Ok(())
 }
 
 pub async fn declare_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {

@@ -80,3 +80,39 @@ pub async fn serve(constructor: Constructor) -> Result<(), lambda_runtime::Error
     }))
     .await
 }
+
+/// The outbox relay of one service's schema, as a scheduled function: publishes rows a
+/// crash or a broker outage left unpublished (older than a few seconds, so the normal
+/// after-commit path is not raced), with confirms, until none is left.
+pub fn outbox_relay(ctx: &Context, schema: &'static str) -> Arc<dyn Function> {
+    let ctx = ctx.clone();
+    Arc::new(ScheduleFunction(move || {
+        let ctx = ctx.clone();
+        async move {
+            let mut total = 0;
+            loop {
+                let sent = relay_once(&ctx, schema, 500).await?;
+                total += sent;
+                if sent < 500 {
+                    break;
+                }
+            }
+            if total > 0 {
+                tracing::info!(schema, published = total, "outbox relay re-sent events");
+            }
+            Ok(serde_json::json!({ "published": total }))
+        }
+    }))
+}
+
+/// One relay pass: at most `limit` rows older than 5 s. Returns how many were published.
+pub async fn relay_once(ctx: &Context, schema: &str, limit: i64) -> anyhow::Result<usize> {
+    crate::db::outbox_relay(&ctx.pool, schema, std::time::Duration::from_secs(5), limit, async |events| {
+        let msgs: Vec<_> = events
+            .iter()
+            .map(|e| crate::publisher::OutMessage::event(&ctx.names, e, ctx.config.wire_encoding))
+            .collect();
+        ctx.publisher.publish(&msgs).await.map_err(anyhow::Error::new)
+    })
+    .await
+}

@@ -129,7 +129,7 @@ impl AmqpPublisher {
                 .await?;
             pending.push(confirm);
         }
-        let all = futures::future::try_join_all(pending.into_iter().map(|c| async move { c.await }));
+        let all = futures::future::try_join_all(pending);
         let confirms = tokio::time::timeout(self.confirm_timeout, all)
             .await
             .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;

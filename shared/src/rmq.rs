@@ -139,75 +139,6 @@ impl RmqEvent {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The shape of the sample in the AWS Lambda developer guide ("Using Lambda with Amazon MQ").
-    const AWS_SAMPLE: &str = r#"{
-      "eventSource": "aws:rmq",
-      "eventSourceArn": "arn:aws:mq:us-west-2:111122223333:broker:pizzaBroker:b-9bcfa592-423a-4942-879d-eb284b418fc8",
-      "rmqMessagesByQueue": {
-        "pizzaQueue::/": [
-          {
-            "basicProperties": {
-              "contentType": "text/plain",
-              "contentEncoding": null,
-              "headers": {
-                "header1": {"bytes": [118, 97, 108, 117, 101, 49]},
-                "numberInHeader": 10
-              },
-              "deliveryMode": 1,
-              "priority": null,
-              "correlationId": null,
-              "replyTo": null,
-              "expiration": "60000",
-              "messageId": null,
-              "timestamp": "Jan 1, 1970, 12:33:41 AM",
-              "type": null,
-              "userId": "AIDACKCEVSQ6C2EXAMPLE",
-              "appId": null,
-              "clusterId": null,
-              "bodySize": 80
-            },
-            "redelivered": false,
-            "data": "eyJ0aW1lb3V0IjowLCJkYXRhIjoiQ1pybWYwR3c4T3Y0YnFMUXhENEUifQ=="
-          }
-        ]
-      }
-    }"#;
-
-    #[test]
-    fn parses_what_aws_sends_with_null_priority_and_byte_headers() {
-        let ev: RmqEvent = serde_json::from_str(AWS_SAMPLE).expect("parses");
-        let (queue, msg) = ev.messages().next().expect("one message");
-        assert_eq!(queue, "pizzaQueue");
-        assert_eq!(msg.basic_properties.priority, None);
-        assert_eq!(msg.basic_properties.header_text("header1").as_deref(), Some("value1"));
-        assert_eq!(msg.basic_properties.header("numberInHeader").and_then(HeaderValue::as_i64), Some(10));
-        assert_eq!(msg.body().expect("base64"), br#"{"timeout":0,"data":"CZrmf0Gw8Ov4bqLQxD4E"}"#);
-    }
-
-    #[test]
-    fn parses_a_message_with_absent_fields() {
-        let ev: RmqEvent = serde_json::from_str(
-            r#"{"rmqMessagesByQueue":{"q::/":[{"data":"","basicProperties":{}}]}}"#,
-        )
-        .expect("parses");
-        assert_eq!(ev.len(), 1);
-        let ev: RmqEvent =
-            serde_json::from_str(r#"{"rmqMessagesByQueue":{"q::/":[{"data":""}]}}"#).expect("parses");
-        assert_eq!(ev.len(), 1);
-    }
-
-    #[test]
-    fn vhost_is_split_from_the_queue_key() {
-        assert_eq!(split_queue_key("orders::/"), ("orders", "/"));
-        assert_eq!(split_queue_key("a::b::prod"), ("a::b", "prod"));
-        assert_eq!(queue_key("q", "/"), "q::/");
-    }
-}
-
 /// Builds the trigger's view of one AMQP delivery, exactly as the Amazon MQ event source
 /// renders it: base64 body, string headers as bytes, absent properties as `null`.
 pub fn message_from_amqp(props: &lapin::BasicProperties, body: &[u8], redelivered: bool) -> RmqMessage {
@@ -274,5 +205,74 @@ pub fn event_for_queue(queue: &str, vhost: &str, messages: Vec<RmqMessage>) -> R
         event_source: Some("aws:rmq".into()),
         event_source_arn: Some("arn:aws:mq:local:000000000000:broker:orderflow:b-local".into()),
         rmq_messages_by_queue: by_queue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape of the sample in the AWS Lambda developer guide ("Using Lambda with Amazon MQ").
+    const AWS_SAMPLE: &str = r#"{
+      "eventSource": "aws:rmq",
+      "eventSourceArn": "arn:aws:mq:us-west-2:111122223333:broker:pizzaBroker:b-9bcfa592-423a-4942-879d-eb284b418fc8",
+      "rmqMessagesByQueue": {
+        "pizzaQueue::/": [
+          {
+            "basicProperties": {
+              "contentType": "text/plain",
+              "contentEncoding": null,
+              "headers": {
+                "header1": {"bytes": [118, 97, 108, 117, 101, 49]},
+                "numberInHeader": 10
+              },
+              "deliveryMode": 1,
+              "priority": null,
+              "correlationId": null,
+              "replyTo": null,
+              "expiration": "60000",
+              "messageId": null,
+              "timestamp": "Jan 1, 1970, 12:33:41 AM",
+              "type": null,
+              "userId": "AIDACKCEVSQ6C2EXAMPLE",
+              "appId": null,
+              "clusterId": null,
+              "bodySize": 80
+            },
+            "redelivered": false,
+            "data": "eyJ0aW1lb3V0IjowLCJkYXRhIjoiQ1pybWYwR3c4T3Y0YnFMUXhENEUifQ=="
+          }
+        ]
+      }
+    }"#;
+
+    #[test]
+    fn parses_what_aws_sends_with_null_priority_and_byte_headers() {
+        let ev: RmqEvent = serde_json::from_str(AWS_SAMPLE).expect("parses");
+        let (queue, msg) = ev.messages().next().expect("one message");
+        assert_eq!(queue, "pizzaQueue");
+        assert_eq!(msg.basic_properties.priority, None);
+        assert_eq!(msg.basic_properties.header_text("header1").as_deref(), Some("value1"));
+        assert_eq!(msg.basic_properties.header("numberInHeader").and_then(HeaderValue::as_i64), Some(10));
+        assert_eq!(msg.body().expect("base64"), br#"{"timeout":0,"data":"CZrmf0Gw8Ov4bqLQxD4E"}"#);
+    }
+
+    #[test]
+    fn parses_a_message_with_absent_fields() {
+        let ev: RmqEvent = serde_json::from_str(
+            r#"{"rmqMessagesByQueue":{"q::/":[{"data":"","basicProperties":{}}]}}"#,
+        )
+        .expect("parses");
+        assert_eq!(ev.len(), 1);
+        let ev: RmqEvent =
+            serde_json::from_str(r#"{"rmqMessagesByQueue":{"q::/":[{"data":""}]}}"#).expect("parses");
+        assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn vhost_is_split_from_the_queue_key() {
+        assert_eq!(split_queue_key("orders::/"), ("orders", "/"));
+        assert_eq!(split_queue_key("a::b::prod"), ("a::b", "prod"));
+        assert_eq!(queue_key("q", "/"), "q::/");
     }
 }

@@ -6,7 +6,7 @@ use crate::domain::{self, StockFigure};
 use crate::pg::PgStock;
 use crate::stock_cache::RedisStockCache;
 use serde::Serialize;
-use shared::http::{ApiError, Request, Response, json_response, path_param, query_param};
+use shared::http::{ApiError, Request, Response, json_response, path_param};
 use sqlx::PgPool;
 use std::collections::HashMap;
 
@@ -56,15 +56,23 @@ impl ProductsApi {
     }
 
     pub async fn handle(&self, req: Request) -> Result<Response, ApiError> {
-        let route = req.route_key.as_deref().or(req.request_context.route_key.as_deref()).unwrap_or("");
+        let route = req
+            .route_key
+            .as_deref()
+            .or(req.request_context.route_key.as_deref())
+            .unwrap_or("");
         match route {
             "GET /products" => self.list().await,
             "GET /products/{id}/stock" => {
-                let id = path_param(&req, "id").ok_or_else(|| ApiError::bad_request("missing product id"))?;
+                let id = path_param(&req, "id")
+                    .ok_or_else(|| ApiError::bad_request("missing product id"))?;
                 self.one(id).await
             }
             "GET /stock" => {
-                let ids = domain::parse_ids(query_param(&req, "ids")).map_err(ApiError::bad_request)?;
+                // API Gateway v2 joins repeated parameters with commas and aws_lambda_events
+                // splits them again, so `ids=a,b` arrives as two values: rejoin them all.
+                let raw = req.query_string_parameters.all("ids").map(|v| v.join(","));
+                let ids = domain::parse_ids(raw.as_deref()).map_err(ApiError::bad_request)?;
                 self.many(ids).await
             }
             other => Err(ApiError::not_found(&format!("route {other:?}"))),
@@ -81,41 +89,76 @@ impl ProductsApi {
         let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let from_db: HashMap<String, StockFigure> = rows
             .iter()
-            .map(|r| (r.0.clone(), StockFigure { version: r.4, available: i64::from(r.5) }))
+            .map(|r| {
+                (
+                    r.0.clone(),
+                    StockFigure {
+                        version: r.4,
+                        available: i64::from(r.5),
+                    },
+                )
+            })
             .collect();
         let (figures, source) = self.availability(&ids, Some(from_db)).await?;
         let products: Vec<ProductView> = rows
             .into_iter()
-            .map(|(product_id, name, price_cents, currency, _, available)| ProductView {
-                available: figures.get(&product_id).map_or(i64::from(available), |f| f.available),
-                product_id,
-                name,
-                price_cents,
-                currency,
-            })
+            .map(
+                |(product_id, name, price_cents, currency, _, available)| ProductView {
+                    available: figures
+                        .get(&product_id)
+                        .map_or(i64::from(available), |f| f.available),
+                    product_id,
+                    name,
+                    price_cents,
+                    currency,
+                },
+            )
             .collect();
-        Ok(with_source(json_response(200, &serde_json::json!({ "products": products })), source))
+        Ok(with_source(
+            json_response(200, &serde_json::json!({ "products": products })),
+            source,
+        ))
     }
 
     async fn one(&self, id: &str) -> Result<Response, ApiError> {
         let ids = vec![id.to_string()];
         let (figures, source) = self.availability(&ids, None).await?;
-        let figure = figures.get(id).ok_or_else(|| ApiError::not_found(&format!("product {id}")))?;
-        let view = StockView { product_id: id.to_string(), available: figure.available };
+        let figure = figures
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(&format!("product {id}")))?;
+        let view = StockView {
+            product_id: id.to_string(),
+            available: figure.available,
+        };
         Ok(with_source(json_response(200, &view), source))
     }
 
     async fn many(&self, ids: Vec<String>) -> Result<Response, ApiError> {
         let (figures, source) = self.availability(&ids, None).await?;
-        let unknown: Vec<&str> = ids.iter().filter(|id| !figures.contains_key(*id)).map(String::as_str).collect();
+        let unknown: Vec<&str> = ids
+            .iter()
+            .filter(|id| !figures.contains_key(*id))
+            .map(String::as_str)
+            .collect();
         if !unknown.is_empty() {
-            return Err(ApiError::not_found(&format!("products {}", unknown.join(","))));
+            return Err(ApiError::not_found(&format!(
+                "products {}",
+                unknown.join(",")
+            )));
         }
         let stock: Vec<StockView> = ids
             .iter()
-            .filter_map(|id| figures.get(id).map(|f| StockView { product_id: id.clone(), available: f.available }))
+            .filter_map(|id| {
+                figures.get(id).map(|f| StockView {
+                    product_id: id.clone(),
+                    available: f.available,
+                })
+            })
             .collect();
-        Ok(with_source(json_response(200, &serde_json::json!({ "stock": stock })), source))
+        Ok(with_source(
+            json_response(200, &serde_json::json!({ "stock": stock })),
+            source,
+        ))
     }
 
     /// Figures for `ids` through the cache: hits from one pipelined read, misses from
@@ -149,7 +192,10 @@ impl ProductsApi {
             return Ok((figures, Source::Cache));
         }
         let loaded: Vec<(String, StockFigure)> = match from_db {
-            Some(mut known) => misses.iter().filter_map(|id| known.remove(id).map(|f| (id.clone(), f))).collect(),
+            Some(mut known) => misses
+                .iter()
+                .filter_map(|id| known.remove(id).map(|f| (id.clone(), f)))
+                .collect(),
             None => PgStock::figures(&self.pool, &misses).await?,
         };
         if redis_up {

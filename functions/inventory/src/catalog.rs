@@ -2,9 +2,9 @@
 
 use crate::domain::{ProductSeed, StockFigure};
 use crate::stock_cache::RedisStockCache;
-use shared::contracts::{Payload, ProductUpdated};
-use shared::context::Context;
 use shared::Envelope;
+use shared::context::Context;
+use shared::contracts::{Payload, ProductUpdated};
 use sqlx::PgPool;
 
 /// A product's stock as `verify` checks it (initial = available + confirmed quantities).
@@ -20,7 +20,8 @@ pub struct StockLevel {
 /// refreshes the products' cache entries.
 pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow::Result<()> {
     for p in products {
-        p.validate().map_err(|reason| anyhow::anyhow!("invalid product: {reason}"))?;
+        p.validate()
+            .map_err(|reason| anyhow::anyhow!("invalid product: {reason}"))?;
     }
     let mut tx = ctx.pool.begin().await?;
     let mut events = Vec::with_capacity(products.len());
@@ -52,7 +53,13 @@ pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow:
             }),
             None,
         ));
-        figures.push((p.product_id.clone(), StockFigure { version, available: i64::from(available) }));
+        figures.push((
+            p.product_id.clone(),
+            StockFigure {
+                version,
+                available: i64::from(available),
+            },
+        ));
     }
     shared::db::outbox_insert(&mut tx, crate::SCHEMA, &events).await?;
     tx.commit().await?;
@@ -63,10 +70,11 @@ pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow:
 
 /// Every product's stock, ordered by product id.
 pub async fn stock_levels(pool: &PgPool) -> anyhow::Result<Vec<StockLevel>> {
-    let rows: Vec<(String, i32, i32)> =
-        sqlx::query_as("SELECT product_id, initial, available FROM inventory.products ORDER BY product_id")
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<(String, i32, i32)> = sqlx::query_as(
+        "SELECT product_id, initial, available FROM inventory.products ORDER BY product_id",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(product_id, initial, available)| StockLevel {
@@ -79,17 +87,34 @@ pub async fn stock_levels(pool: &PgPool) -> anyhow::Result<Vec<StockLevel>> {
 
 /// Every reservation as `(order_id, status)`, ordered by order id.
 pub async fn reservations(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(sqlx::query_as("SELECT order_id, status FROM inventory.reservations ORDER BY order_id")
-        .fetch_all(pool)
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT order_id, status FROM inventory.reservations ORDER BY order_id")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// The stock each order holds now (reservations in status `reserved`), as
+/// `(order_id, product_id, quantity)` ordered by order and product.
+pub async fn reserved_quantities(pool: &PgPool) -> anyhow::Result<Vec<(String, String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT r.order_id, line.product_id, line.quantity::bigint
+         FROM inventory.reservations r,
+              jsonb_to_recordset(r.items) AS line(product_id text, quantity int)
+         WHERE r.status = 'reserved'
+         ORDER BY r.order_id, line.product_id",
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// One line per product whose cache entry exists and differs from Postgres.
 pub async fn cache_disagreements(ctx: &Context) -> anyhow::Result<Vec<String>> {
-    let rows: Vec<(String, i64, i32)> =
-        sqlx::query_as("SELECT product_id, version, available FROM inventory.products ORDER BY product_id")
-            .fetch_all(&ctx.pool)
-            .await?;
+    let rows: Vec<(String, i64, i32)> = sqlx::query_as(
+        "SELECT product_id, version, available FROM inventory.products ORDER BY product_id",
+    )
+    .fetch_all(&ctx.pool)
+    .await?;
     let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     let cached = RedisStockCache::from_context(ctx).get_many(&ids).await?;
     Ok(rows

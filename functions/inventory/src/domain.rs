@@ -62,7 +62,9 @@ pub fn on_order_created(status: ReservationStatus) -> ReserveAction {
     match status {
         ReservationStatus::Pending => ReserveAction::Reserve,
         ReservationStatus::Cancelled => ReserveAction::RefuseCancelled,
-        ReservationStatus::Reserved | ReservationStatus::Rejected | ReservationStatus::Released => ReserveAction::Nothing,
+        ReservationStatus::Reserved | ReservationStatus::Rejected | ReservationStatus::Released => {
+            ReserveAction::Nothing
+        }
     }
 }
 
@@ -80,7 +82,9 @@ pub fn on_order_cancelled(status: ReservationStatus) -> ReleaseAction {
     match status {
         ReservationStatus::Reserved => ReleaseAction::Release,
         ReservationStatus::Pending => ReleaseAction::Tombstone,
-        ReservationStatus::Rejected | ReservationStatus::Released | ReservationStatus::Cancelled => ReleaseAction::Nothing,
+        ReservationStatus::Rejected
+        | ReservationStatus::Released
+        | ReservationStatus::Cancelled => ReleaseAction::Nothing,
     }
 }
 
@@ -106,16 +110,26 @@ pub fn reservation_lines(items: &[shared::contracts::OrderLine]) -> Result<Vec<L
             return Err("order line without a product_id".into());
         }
         if item.quantity < 1 {
-            return Err(format!("quantity of {} must be at least 1", item.product_id));
+            return Err(format!(
+                "quantity of {} must be at least 1",
+                item.product_id
+            ));
         }
-        let entry = merged.entry(item.product_id.as_str()).or_insert((0, item.unit_price_cents));
+        let entry = merged
+            .entry(item.product_id.as_str())
+            .or_insert((0, item.unit_price_cents));
         entry.0 += u64::from(item.quantity);
     }
     merged
         .into_iter()
         .map(|(product_id, (quantity, unit_price_cents))| {
-            let quantity = i32::try_from(quantity).map_err(|_| format!("quantity of {product_id} is too large"))?;
-            Ok(Line { product_id: product_id.to_string(), quantity, unit_price_cents })
+            let quantity = i32::try_from(quantity)
+                .map_err(|_| format!("quantity of {product_id} is too large"))?;
+            Ok(Line {
+                product_id: product_id.to_string(),
+                quantity,
+                unit_price_cents,
+            })
         })
         .collect()
 }
@@ -142,7 +156,11 @@ pub struct ProductSeed {
 }
 
 pub fn valid_product_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl ProductSeed {
@@ -154,10 +172,16 @@ impl ProductSeed {
             ));
         }
         if self.price_cents < 0 {
-            return Err(format!("{}: price_cents must not be negative", self.product_id));
+            return Err(format!(
+                "{}: price_cents must not be negative",
+                self.product_id
+            ));
         }
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(format!("{}: currency {:?} must be 3 uppercase letters", self.product_id, self.currency));
+            return Err(format!(
+                "{}: currency {:?} must be 3 uppercase letters",
+                self.product_id, self.currency
+            ));
         }
         if self.stock < 0 {
             return Err(format!("{}: stock must not be negative", self.product_id));
@@ -172,7 +196,12 @@ pub const MAX_STOCK_IDS: usize = 100;
 /// `a,b,c` to distinct ids in order; the error is the 400 message.
 pub fn parse_ids(raw: Option<&str>) -> Result<Vec<String>, String> {
     let mut ids: Vec<String> = Vec::new();
-    for id in raw.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for id in raw
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         if !ids.iter().any(|seen| seen == id) {
             ids.push(id.to_string());
         }
@@ -181,7 +210,10 @@ pub fn parse_ids(raw: Option<&str>) -> Result<Vec<String>, String> {
         return Err("query parameter ids is required: ?ids=a,b".into());
     }
     if ids.len() > MAX_STOCK_IDS {
-        return Err(format!("at most {MAX_STOCK_IDS} ids per request, got {}", ids.len()));
+        return Err(format!(
+            "at most {MAX_STOCK_IDS} ids per request, got {}",
+            ids.len()
+        ));
     }
     Ok(ids)
 }
@@ -200,20 +232,27 @@ impl StockFigure {
 
     pub fn decode(value: &str) -> Option<Self> {
         let (version, available) = value.split_once(':')?;
-        Some(StockFigure { version: version.parse().ok()?, available: available.parse().ok()? })
+        Some(StockFigure {
+            version: version.parse().ok()?,
+            available: available.parse().ok()?,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::contracts::OrderLine;
     use ReservationStatus::*;
+    use shared::contracts::OrderLine;
 
     const ALL: [ReservationStatus; 5] = [Pending, Reserved, Rejected, Released, Cancelled];
 
     fn line(p: &str, q: u32) -> OrderLine {
-        OrderLine { product_id: p.into(), quantity: q, unit_price_cents: 100 }
+        OrderLine {
+            product_id: p.into(),
+            quantity: q,
+            unit_price_cents: 100,
+        }
     }
 
     #[test]
@@ -245,16 +284,27 @@ mod tests {
     #[test]
     fn duplicate_lines_are_merged_and_sorted_by_product() {
         let lines = reservation_lines(&[line("b", 2), line("a", 1), line("b", 3)]).expect("valid");
-        let got: Vec<(&str, i32)> = lines.iter().map(|l| (l.product_id.as_str(), l.quantity)).collect();
+        let got: Vec<(&str, i32)> = lines
+            .iter()
+            .map(|l| (l.product_id.as_str(), l.quantity))
+            .collect();
         assert_eq!(got, vec![("a", 1), ("b", 5)]);
     }
 
     #[test]
     fn empty_orders_zero_quantities_and_blank_products_are_refused() {
         assert!(reservation_lines(&[]).unwrap_err().contains("no items"));
-        assert!(reservation_lines(&[line("a", 0)]).unwrap_err().contains("at least 1"));
+        assert!(
+            reservation_lines(&[line("a", 0)])
+                .unwrap_err()
+                .contains("at least 1")
+        );
         assert!(reservation_lines(&[line(" ", 1)]).is_err());
-        assert!(reservation_lines(&[line("a", u32::MAX), line("a", u32::MAX)]).unwrap_err().contains("too large"));
+        assert!(
+            reservation_lines(&[line("a", u32::MAX), line("a", u32::MAX)])
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -264,39 +314,86 @@ mod tests {
     }
 
     fn seed() -> ProductSeed {
-        ProductSeed { product_id: "sku-1".into(), name: "Mug".into(), price_cents: 1299, currency: "EUR".into(), stock: 5 }
+        ProductSeed {
+            product_id: "sku-1".into(),
+            name: "Mug".into(),
+            price_cents: 1299,
+            currency: "EUR".into(),
+            stock: 5,
+        }
     }
 
     #[test]
     fn seeds_need_a_sane_id_price_currency_and_stock() {
         assert!(seed().validate().is_ok());
         for bad in [
-            ProductSeed { product_id: String::new(), ..seed() },
-            ProductSeed { product_id: "a b".into(), ..seed() },
-            ProductSeed { product_id: "x".repeat(65), ..seed() },
-            ProductSeed { price_cents: -1, ..seed() },
-            ProductSeed { currency: "eur".into(), ..seed() },
-            ProductSeed { currency: "EURO".into(), ..seed() },
-            ProductSeed { stock: -1, ..seed() },
+            ProductSeed {
+                product_id: String::new(),
+                ..seed()
+            },
+            ProductSeed {
+                product_id: "a b".into(),
+                ..seed()
+            },
+            ProductSeed {
+                product_id: "x".repeat(65),
+                ..seed()
+            },
+            ProductSeed {
+                price_cents: -1,
+                ..seed()
+            },
+            ProductSeed {
+                currency: "eur".into(),
+                ..seed()
+            },
+            ProductSeed {
+                currency: "EURO".into(),
+                ..seed()
+            },
+            ProductSeed {
+                stock: -1,
+                ..seed()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
-        assert!(ProductSeed { product_id: "A_z-9".repeat(12), ..seed() }.validate().is_ok());
+        assert!(
+            ProductSeed {
+                product_id: "A_z-9".repeat(12),
+                ..seed()
+            }
+            .validate()
+            .is_ok()
+        );
     }
 
     #[test]
     fn id_lists_are_split_trimmed_deduplicated_and_bounded() {
-        assert_eq!(parse_ids(Some("a, b,,a")), Ok(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            parse_ids(Some("a, b,,a")),
+            Ok(vec!["a".to_string(), "b".to_string()])
+        );
         assert!(parse_ids(None).is_err());
         assert!(parse_ids(Some(" , ")).is_err());
         let many: Vec<String> = (0..=MAX_STOCK_IDS).map(|i| format!("p{i}")).collect();
-        assert!(parse_ids(Some(&many.join(","))).unwrap_err().contains("at most"));
-        assert_eq!(parse_ids(Some(&many[..MAX_STOCK_IDS].join(","))).map(|v| v.len()), Ok(MAX_STOCK_IDS));
+        assert!(
+            parse_ids(Some(&many.join(",")))
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert_eq!(
+            parse_ids(Some(&many[..MAX_STOCK_IDS].join(","))).map(|v| v.len()),
+            Ok(MAX_STOCK_IDS)
+        );
     }
 
     #[test]
     fn cache_values_carry_version_and_available() {
-        let f = StockFigure { version: 7, available: 3 };
+        let f = StockFigure {
+            version: 7,
+            available: 3,
+        };
         assert_eq!(f.encode(), "7:3");
         assert_eq!(StockFigure::decode("7:3"), Some(f));
         assert_eq!(StockFigure::decode("7"), None);

@@ -18,15 +18,22 @@ pub const RELEASE: &str = "inventory-release";
 pub const PRODUCTS: &str = "inventory-products";
 
 pub fn reserve(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    Arc::new(RmqFunction(ctx.batch_runner(Reserve { cache: RedisStockCache::from_context(ctx) })))
+    Arc::new(RmqFunction(ctx.batch_runner(Reserve {
+        cache: RedisStockCache::from_context(ctx),
+    })))
 }
 
 pub fn release(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    Arc::new(RmqFunction(ctx.batch_runner(Release { cache: RedisStockCache::from_context(ctx) })))
+    Arc::new(RmqFunction(ctx.batch_runner(Release {
+        cache: RedisStockCache::from_context(ctx),
+    })))
 }
 
 pub fn products(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    let api = Arc::new(crate::api::ProductsApi::new(ctx.pool.clone(), RedisStockCache::from_context(ctx)));
+    let api = Arc::new(crate::api::ProductsApi::new(
+        ctx.pool.clone(),
+        RedisStockCache::from_context(ctx),
+    ));
     Arc::new(HttpFunction(move |req| {
         let api = api.clone();
         async move { api.handle(req).await }
@@ -51,7 +58,10 @@ async fn refresh_cache(cache: &RedisStockCache, effects: Vec<StockChange>) {
 }
 
 fn with_changes(events: Vec<Envelope>, changes: Vec<StockChange>) -> Applied<StockChange> {
-    Applied { events, effects: changes }
+    Applied {
+        events,
+        effects: changes,
+    }
 }
 
 /// Reserves an order's stock, all lines or none.
@@ -71,7 +81,11 @@ impl MessageHandler for Reserve {
         crate::SCHEMA
     }
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<StockChange>, HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<StockChange>, HandleError> {
         let Payload::OrderCreated(order) = env.payload() else {
             return Err(unexpected(env));
         };
@@ -81,7 +95,11 @@ impl MessageHandler for Reserve {
         let lines = domain::reservation_lines(&order.items).map_err(HandleError::Permanent)?;
         let (status, _) = PgStock::lock_or_create(tx, &order.order_id).await?;
         let rejected = |reason: RejectReason, product_id: String| {
-            let payload = Payload::StockRejected(StockRejected { order_id: order.order_id.clone(), reason: reason as i32, product_id });
+            let payload = Payload::StockRejected(StockRejected {
+                order_id: order.order_id.clone(),
+                reason: reason as i32,
+                product_id,
+            });
             Envelope::new(payload, Some(env))
         };
         match domain::on_order_created(status) {
@@ -91,22 +109,38 @@ impl MessageHandler for Reserve {
             }
             ReserveAction::RefuseCancelled => {
                 tracing::info!("order was cancelled before its reservation; refused");
-                Ok(Applied::events(vec![rejected(RejectReason::OrderCancelled, String::new())]))
+                Ok(Applied::events(vec![rejected(
+                    RejectReason::OrderCancelled,
+                    String::new(),
+                )]))
             }
             ReserveAction::Reserve => match PgStock::take(tx, &lines).await? {
                 Ok(changes) => {
-                    PgStock::set_reservation(tx, &order.order_id, ReservationStatus::Reserved, &lines).await?;
+                    PgStock::set_reservation(
+                        tx,
+                        &order.order_id,
+                        ReservationStatus::Reserved,
+                        &lines,
+                    )
+                    .await?;
                     tracing::info!(lines = lines.len(), "stock reserved");
                     let payload = Payload::StockReserved(StockReserved {
                         order_id: order.order_id.clone(),
                         items: domain::to_order_lines(&lines),
                     });
-                    Ok(with_changes(vec![Envelope::new(payload, Some(env))], changes))
+                    Ok(with_changes(
+                        vec![Envelope::new(payload, Some(env))],
+                        changes,
+                    ))
                 }
                 Err(shortage) => {
-                    PgStock::set_reservation(tx, &order.order_id, ReservationStatus::Rejected, &[]).await?;
+                    PgStock::set_reservation(tx, &order.order_id, ReservationStatus::Rejected, &[])
+                        .await?;
                     tracing::info!(product_id = %shortage.product_id, reason = ?shortage.reason, "stock rejected");
-                    Ok(Applied::events(vec![rejected(shortage.reason, shortage.product_id)]))
+                    Ok(Applied::events(vec![rejected(
+                        shortage.reason,
+                        shortage.product_id,
+                    )]))
                 }
             },
         }
@@ -134,30 +168,41 @@ impl MessageHandler for Release {
         crate::SCHEMA
     }
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<StockChange>, HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<StockChange>, HandleError> {
         let Payload::OrderCancelled(cancel) = env.payload() else {
             return Err(unexpected(env));
         };
         if cancel.order_id.trim().is_empty() {
-            return Err(HandleError::permanent("order.cancelled without an order_id"));
+            return Err(HandleError::permanent(
+                "order.cancelled without an order_id",
+            ));
         }
         let (status, items) = PgStock::lock_or_create(tx, &cancel.order_id).await?;
         match domain::on_order_cancelled(status) {
             ReleaseAction::Nothing => Ok(Applied::nothing()),
             ReleaseAction::Tombstone => {
-                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Cancelled, &[]).await?;
+                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Cancelled, &[])
+                    .await?;
                 tracing::info!("cancel arrived before the reservation; tombstone left");
                 Ok(Applied::nothing())
             }
             ReleaseAction::Release => {
                 let changes = PgStock::give_back(tx, &items).await?;
-                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Released, &items).await?;
+                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Released, &items)
+                    .await?;
                 tracing::info!(lines = items.len(), "stock released");
                 let payload = Payload::StockReleased(StockReleased {
                     order_id: cancel.order_id.clone(),
                     items: domain::to_order_lines(&items),
                 });
-                Ok(with_changes(vec![Envelope::new(payload, Some(env))], changes))
+                Ok(with_changes(
+                    vec![Envelope::new(payload, Some(env))],
+                    changes,
+                ))
             }
         }
     }

@@ -13,7 +13,10 @@ pub mod functions;
 pub mod pg;
 pub mod stock_cache;
 
-pub use catalog::{StockLevel, cache_disagreements, reservations, stock_levels, upsert_products};
+pub use catalog::{
+    StockLevel, cache_disagreements, reservations, reserved_quantities, stock_levels,
+    upsert_products,
+};
 pub use domain::ProductSeed;
 pub use stock_cache::RedisStockCache;
 

@@ -28,18 +28,23 @@ pub struct PgStock;
 
 impl PgStock {
     /// Inserts a `pending` reservation if absent, then locks it until the transaction ends.
-    pub async fn lock_or_create(conn: &mut PgConnection, order_id: &str) -> anyhow::Result<(ReservationStatus, Vec<Line>)> {
+    pub async fn lock_or_create(
+        conn: &mut PgConnection,
+        order_id: &str,
+    ) -> anyhow::Result<(ReservationStatus, Vec<Line>)> {
         sqlx::query("INSERT INTO inventory.reservations (order_id, status) VALUES ($1, 'pending') ON CONFLICT DO NOTHING")
             .bind(order_id)
             .execute(&mut *conn)
             .await?;
-        let (status, Json(items)): (String, Json<Vec<Line>>) =
-            sqlx::query_as("SELECT status, items FROM inventory.reservations WHERE order_id = $1 FOR UPDATE")
-                .bind(order_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        let status = ReservationStatus::parse(&status)
-            .ok_or_else(|| anyhow::anyhow!("reservation of order {order_id} has an unknown status {status:?}"))?;
+        let (status, Json(items)): (String, Json<Vec<Line>>) = sqlx::query_as(
+            "SELECT status, items FROM inventory.reservations WHERE order_id = $1 FOR UPDATE",
+        )
+        .bind(order_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let status = ReservationStatus::parse(&status).ok_or_else(|| {
+            anyhow::anyhow!("reservation of order {order_id} has an unknown status {status:?}")
+        })?;
         Ok((status, items))
     }
 
@@ -60,7 +65,10 @@ impl PgStock {
 
     /// Takes every line or none: the updates run inside a savepoint that is rolled back at
     /// the first line that cannot be served. `lines` must be sorted by product id.
-    pub async fn take(conn: &mut PgConnection, lines: &[Line]) -> sqlx::Result<Result<Vec<StockChange>, Shortage>> {
+    pub async fn take(
+        conn: &mut PgConnection,
+        lines: &[Line],
+    ) -> sqlx::Result<Result<Vec<StockChange>, Shortage>> {
         sqlx::query("SAVEPOINT reserve").execute(&mut *conn).await?;
         let mut changes = Vec::with_capacity(lines.len());
         for line in lines {
@@ -77,27 +85,47 @@ impl PgStock {
             match row {
                 Some((available, version)) => changes.push(StockChange {
                     product_id: line.product_id.clone(),
-                    figure: StockFigure { version, available: i64::from(available) },
+                    figure: StockFigure {
+                        version,
+                        available: i64::from(available),
+                    },
                 }),
                 None => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT reserve").execute(&mut *conn).await?;
-                    sqlx::query("RELEASE SAVEPOINT reserve").execute(&mut *conn).await?;
-                    let exists: bool =
-                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM inventory.products WHERE product_id = $1)")
-                            .bind(&line.product_id)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    let reason = if exists { RejectReason::OutOfStock } else { RejectReason::UnknownProduct };
-                    return Ok(Err(Shortage { product_id: line.product_id.clone(), reason }));
+                    sqlx::query("ROLLBACK TO SAVEPOINT reserve")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("RELEASE SAVEPOINT reserve")
+                        .execute(&mut *conn)
+                        .await?;
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM inventory.products WHERE product_id = $1)",
+                    )
+                    .bind(&line.product_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    let reason = if exists {
+                        RejectReason::OutOfStock
+                    } else {
+                        RejectReason::UnknownProduct
+                    };
+                    return Ok(Err(Shortage {
+                        product_id: line.product_id.clone(),
+                        reason,
+                    }));
                 }
             }
         }
-        sqlx::query("RELEASE SAVEPOINT reserve").execute(&mut *conn).await?;
+        sqlx::query("RELEASE SAVEPOINT reserve")
+            .execute(&mut *conn)
+            .await?;
         Ok(Ok(changes))
     }
 
     /// Gives reserved quantities back. `lines` are sorted by product id (as stored).
-    pub async fn give_back(conn: &mut PgConnection, lines: &[Line]) -> sqlx::Result<Vec<StockChange>> {
+    pub async fn give_back(
+        conn: &mut PgConnection,
+        lines: &[Line],
+    ) -> sqlx::Result<Vec<StockChange>> {
         let mut changes = Vec::with_capacity(lines.len());
         for line in lines {
             let row: Option<(i32, i64)> = sqlx::query_as(
@@ -113,16 +141,24 @@ impl PgStock {
             match row {
                 Some((available, version)) => changes.push(StockChange {
                     product_id: line.product_id.clone(),
-                    figure: StockFigure { version, available: i64::from(available) },
+                    figure: StockFigure {
+                        version,
+                        available: i64::from(available),
+                    },
                 }),
-                None => tracing::warn!(product_id = %line.product_id, "released a line of a product that no longer exists"),
+                None => {
+                    tracing::warn!(product_id = %line.product_id, "released a line of a product that no longer exists")
+                }
             }
         }
         Ok(changes)
     }
 
     /// Current figures of the given products (unknown ids are absent).
-    pub async fn figures<'e>(db: impl PgExecutor<'e>, ids: &[String]) -> sqlx::Result<Vec<(String, StockFigure)>> {
+    pub async fn figures<'e>(
+        db: impl PgExecutor<'e>,
+        ids: &[String],
+    ) -> sqlx::Result<Vec<(String, StockFigure)>> {
         let rows: Vec<(String, i64, i32)> =
             sqlx::query_as("SELECT product_id, version, available FROM inventory.products WHERE product_id = ANY($1)")
                 .bind(ids)
@@ -130,7 +166,15 @@ impl PgStock {
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, version, available)| (id, StockFigure { version, available: i64::from(available) }))
+            .map(|(id, version, available)| {
+                (
+                    id,
+                    StockFigure {
+                        version,
+                        available: i64::from(available),
+                    },
+                )
+            })
             .collect())
     }
 }

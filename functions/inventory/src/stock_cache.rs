@@ -35,7 +35,11 @@ impl RedisStockCache {
     }
 
     pub fn from_context(ctx: &shared::context::Context) -> Self {
-        Self::new(ctx.redis.clone(), ctx.names.clone(), ctx.config.stock_cache_ttl)
+        Self::new(
+            ctx.redis.clone(),
+            ctx.names.clone(),
+            ctx.config.stock_cache_ttl,
+        )
     }
 
     pub fn key(&self, product_id: &str) -> String {
@@ -53,7 +57,10 @@ impl RedisStockCache {
         }
         let mut conn = self.redis.conn().await?;
         let values: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-        Ok(values.into_iter().map(|v| v.as_deref().and_then(StockFigure::decode)).collect())
+        Ok(values
+            .into_iter()
+            .map(|v| v.as_deref().and_then(StockFigure::decode))
+            .collect())
     }
 
     /// Writes every figure that is newer than what is cached, with the TTL.
@@ -61,7 +68,9 @@ impl RedisStockCache {
         if figures.is_empty() {
             return Ok(());
         }
-        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = u64::try_from(self.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut pipe = redis::pipe();
         for (id, figure) in figures {
             pipe.cmd("EVAL")

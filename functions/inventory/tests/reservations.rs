@@ -11,7 +11,9 @@ async fn a_reservation_takes_the_stock_publishes_stock_reserved_and_updates_the_
     let h = Harness::new().await;
     h.seed(&[("a", 5), ("b", 2)]).await;
     let before = h.cached("a").await.expect("seed cached the figure");
-    let report = h.reserve(&[created("o1", &[("b", 1), ("a", 2), ("b", 1)])]).await;
+    let report = h
+        .reserve(&[created("o1", &[("b", 1), ("a", 2), ("b", 1)])])
+        .await;
     assert_eq!(report.processed, 1);
     assert_eq!((h.available("a").await, h.available("b").await), (3, 0));
     assert_eq!(h.status("o1").await.as_deref(), Some("reserved"));
@@ -19,15 +21,30 @@ async fn a_reservation_takes_the_stock_publishes_stock_reserved_and_updates_the_
     assert_eq!(published.len(), 1);
     match &published[0].payload {
         Some(Payload::StockReserved(r)) => {
-            let lines: Vec<(&str, u32)> = r.items.iter().map(|l| (l.product_id.as_str(), l.quantity)).collect();
+            let lines: Vec<(&str, u32)> = r
+                .items
+                .iter()
+                .map(|l| (l.product_id.as_str(), l.quantity))
+                .collect();
             assert_eq!(lines, vec![("a", 2), ("b", 2)], "merged and sorted");
         }
         other => panic!("expected stock.reserved, got {other:?}"),
     }
     let after = h.cached("a").await.expect("cached");
-    assert_eq!(after, StockFigure { version: before.version + 1, available: 3 });
+    assert_eq!(
+        after,
+        StockFigure {
+            version: before.version + 1,
+            available: 3
+        }
+    );
     assert_eq!(h.cached("b").await.map(|f| f.available), Some(0));
-    assert!(inventory::cache_disagreements(&h.env.ctx).await.expect("check").is_empty());
+    assert!(
+        inventory::cache_disagreements(&h.env.ctx)
+            .await
+            .expect("check")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -36,12 +53,19 @@ async fn an_order_beyond_the_stock_is_rejected_and_changes_nothing() {
     h.seed(&[("a", 5), ("b", 1)]).await;
     let cached_a = h.cached("a").await;
     h.reserve(&[created("o1", &[("a", 2), ("b", 2)])]).await;
-    assert_eq!((h.available("a").await, h.available("b").await), (5, 1), "line a rolled back too");
+    assert_eq!(
+        (h.available("a").await, h.available("b").await),
+        (5, 1),
+        "line a rolled back too"
+    );
     assert_eq!(h.cached("a").await, cached_a);
     assert_eq!(h.status("o1").await.as_deref(), Some("rejected"));
     let rejected = rejections(&h.env.published());
     assert_eq!(rejected.len(), 1);
-    assert_eq!((rejected[0].reason, rejected[0].product_id.as_str()), (RejectReason::OutOfStock as i32, "b"));
+    assert_eq!(
+        (rejected[0].reason, rejected[0].product_id.as_str()),
+        (RejectReason::OutOfStock as i32, "b")
+    );
     assert_eq!(h.env.published().len(), 1, "nothing but the rejection");
 }
 
@@ -51,7 +75,10 @@ async fn an_unknown_product_is_rejected_as_such() {
     h.seed(&[("a", 5)]).await;
     h.reserve(&[created("o1", &[("a", 1), ("zz", 1)])]).await;
     let rejected = rejections(&h.env.published());
-    assert_eq!((rejected[0].reason, rejected[0].product_id.as_str()), (RejectReason::UnknownProduct as i32, "zz"));
+    assert_eq!(
+        (rejected[0].reason, rejected[0].product_id.as_str()),
+        (RejectReason::UnknownProduct as i32, "zz")
+    );
     assert_eq!(h.available("a").await, 5);
 }
 
@@ -62,7 +89,7 @@ async fn releasing_a_reservation_gives_the_stock_back_once() {
     h.reserve(&[created("o1", &[("a", 3)])]).await;
     h.env.clear_published();
     let cancel = cancelled("o1");
-    h.release(&[cancel.clone()]).await;
+    h.release(std::slice::from_ref(&cancel)).await;
     let again = h.release(&[cancel]).await;
     assert_eq!(again.duplicates, 1);
     h.release(&[cancelled("o1")]).await;
@@ -71,10 +98,19 @@ async fn releasing_a_reservation_gives_the_stock_back_once() {
     let published = h.env.published();
     assert_eq!(published.len(), 1);
     match &published[0].payload {
-        Some(Payload::StockReleased(r)) => assert_eq!((r.items[0].product_id.as_str(), r.items[0].quantity), ("a", 3)),
+        Some(Payload::StockReleased(r)) => assert_eq!(
+            (r.items[0].product_id.as_str(), r.items[0].quantity),
+            ("a", 3)
+        ),
         other => panic!("expected stock.released, got {other:?}"),
     }
     assert_eq!(h.cached("a").await.map(|f| f.available), Some(5));
+    assert!(
+        inventory::reserved_quantities(&h.env.ctx.pool)
+            .await
+            .expect("held")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -98,7 +134,7 @@ async fn a_duplicate_order_created_reserves_once() {
     let h = Harness::new().await;
     h.seed(&[("a", 5)]).await;
     let ev = created("o1", &[("a", 2)]);
-    h.reserve(&[ev.clone()]).await;
+    h.reserve(std::slice::from_ref(&ev)).await;
     let again = h.reserve(&[ev.clone(), ev]).await;
     assert_eq!(again.duplicates, 2);
     h.reserve(&[created("o1", &[("a", 2)])]).await;
@@ -114,7 +150,10 @@ async fn a_cancel_after_a_rejection_does_nothing() {
     h.env.clear_published();
     h.release(&[cancelled("o1")]).await;
     assert!(h.env.published().is_empty());
-    assert_eq!((h.available("a").await, h.status("o1").await.as_deref()), (1, Some("rejected")));
+    assert_eq!(
+        (h.available("a").await, h.status("o1").await.as_deref()),
+        (1, Some("rejected"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -124,15 +163,31 @@ async fn concurrent_orders_for_the_last_unit_reserve_it_exactly_once() {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let f = h.reserve.clone();
-        let ev = h.env.rmq_event("inventory-reserve", &[created(&format!("o{i}"), &[("last", 1)])], shared::Encoding::Protobuf);
-        tasks.push(tokio::spawn(async move { f.invoke(serde_json::to_value(&ev).expect("json")).await.map_err(|e| e.to_string()) }));
+        let ev = h.env.rmq_event(
+            "inventory-reserve",
+            &[created(&format!("o{i}"), &[("last", 1)])],
+            shared::Encoding::Protobuf,
+        );
+        tasks.push(tokio::spawn(async move {
+            f.invoke(serde_json::to_value(&ev).expect("json"))
+                .await
+                .map_err(|e| e.to_string())
+        }));
     }
     for t in tasks {
         t.await.expect("task").expect("invocation succeeds");
     }
     let types = h.env.published_types();
-    assert_eq!(types.iter().filter(|t| *t == "stock.reserved").count(), 1, "{types:?}");
-    assert_eq!(types.iter().filter(|t| *t == "stock.rejected").count(), 7, "{types:?}");
+    assert_eq!(
+        types.iter().filter(|t| *t == "stock.reserved").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| *t == "stock.rejected").count(),
+        7,
+        "{types:?}"
+    );
     assert_eq!(h.available("last").await, 0);
     assert_eq!(h.cached("last").await.map(|f| f.available), Some(0));
 }
@@ -141,7 +196,13 @@ async fn concurrent_orders_for_the_last_unit_reserve_it_exactly_once() {
 async fn invalid_orders_and_unexpected_events_are_parked_with_a_reason() {
     let h = Harness::new().await;
     h.seed(&[("a", 5)]).await;
-    let report = h.reserve(&[created("o1", &[]), created("o2", &[("a", 0)]), cancelled("o3")]).await;
+    let report = h
+        .reserve(&[
+            created("o1", &[]),
+            created("o2", &[("a", 0)]),
+            cancelled("o3"),
+        ])
+        .await;
     let reasons: Vec<&str> = report.parked.iter().map(|p| p.reason.as_str()).collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(reasons[0].contains("no items"));
@@ -150,19 +211,44 @@ async fn invalid_orders_and_unexpected_events_are_parked_with_a_reason() {
     assert_eq!(h.env.parked().len(), 3);
     assert_eq!(h.status("o1").await, None, "nothing left behind");
     let report = h.release(&[created("o4", &[("a", 1)])]).await;
-    assert!(report.parked[0].reason.contains("unexpected event type order.created"));
+    assert!(
+        report.parked[0]
+            .reason
+            .contains("unexpected event type order.created")
+    );
 }
 
 #[tokio::test]
 async fn the_cache_never_goes_backwards() {
     let h = Harness::new().await;
     let cache = inventory::RedisStockCache::from_context(&h.env.ctx);
-    let newer = StockFigure { version: 5, available: 1 };
-    cache.put_many(&[("p".to_string(), newer)]).await.expect("write");
-    cache.put_many(&[("p".to_string(), StockFigure { version: 3, available: 9 })]).await.expect("write");
+    let newer = StockFigure {
+        version: 5,
+        available: 1,
+    };
+    cache
+        .put_many(&[("p".to_string(), newer)])
+        .await
+        .expect("write");
+    cache
+        .put_many(&[(
+            "p".to_string(),
+            StockFigure {
+                version: 3,
+                available: 9,
+            },
+        )])
+        .await
+        .expect("write");
     assert_eq!(h.cached("p").await, Some(newer));
-    let newest = StockFigure { version: 6, available: 0 };
-    cache.put_many(&[("p".to_string(), newest)]).await.expect("write");
+    let newest = StockFigure {
+        version: 6,
+        available: 0,
+    };
+    cache
+        .put_many(&[("p".to_string(), newest)])
+        .await
+        .expect("write");
     assert_eq!(h.cached("p").await, Some(newest));
 }
 
@@ -176,8 +262,18 @@ async fn seeding_publishes_product_updated_and_sets_stock_and_cache() {
         currency: "EUR".into(),
         stock: 7,
     };
-    inventory::upsert_products(&h.env.ctx, std::slice::from_ref(&seed)).await.expect("seed");
-    inventory::upsert_products(&h.env.ctx, &[inventory::ProductSeed { stock: 4, ..seed.clone() }]).await.expect("reseed");
+    inventory::upsert_products(&h.env.ctx, std::slice::from_ref(&seed))
+        .await
+        .expect("seed");
+    inventory::upsert_products(
+        &h.env.ctx,
+        &[inventory::ProductSeed {
+            stock: 4,
+            ..seed.clone()
+        }],
+    )
+    .await
+    .expect("reseed");
     let updates: Vec<ProductUpdated> = h
         .env
         .published()
@@ -187,36 +283,81 @@ async fn seeding_publishes_product_updated_and_sets_stock_and_cache() {
             _ => None,
         })
         .collect();
-    assert_eq!(updates.iter().map(|u| u.version).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!((updates[1].price_cents, updates[1].currency.as_str()), (1299, "EUR"));
-    let levels = inventory::stock_levels(&h.env.ctx.pool).await.expect("levels");
+    assert_eq!(
+        updates.iter().map(|u| u.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        (updates[1].price_cents, updates[1].currency.as_str()),
+        (1299, "EUR")
+    );
+    let levels = inventory::stock_levels(&h.env.ctx.pool)
+        .await
+        .expect("levels");
     assert_eq!((levels[0].initial, levels[0].available), (4, 4));
-    assert_eq!(h.cached("mug").await, Some(StockFigure { version: 2, available: 4 }));
-    let bad = inventory::ProductSeed { currency: "eur".into(), ..seed };
-    assert!(inventory::upsert_products(&h.env.ctx, &[bad]).await.is_err());
+    assert_eq!(
+        h.cached("mug").await,
+        Some(StockFigure {
+            version: 2,
+            available: 4
+        })
+    );
+    let bad = inventory::ProductSeed {
+        currency: "eur".into(),
+        ..seed
+    };
+    assert!(
+        inventory::upsert_products(&h.env.ctx, &[bad])
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn a_cache_entry_that_differs_from_postgres_is_reported() {
     let h = Harness::new().await;
     h.seed(&[("a", 5)]).await;
-    assert!(inventory::cache_disagreements(&h.env.ctx).await.expect("check").is_empty());
+    assert!(
+        inventory::cache_disagreements(&h.env.ctx)
+            .await
+            .expect("check")
+            .is_empty()
+    );
     let cache = inventory::RedisStockCache::from_context(&h.env.ctx);
-    cache.put_many(&[("a".to_string(), StockFigure { version: 99, available: 1 })]).await.expect("write");
-    let lines = inventory::cache_disagreements(&h.env.ctx).await.expect("check");
+    cache
+        .put_many(&[(
+            "a".to_string(),
+            StockFigure {
+                version: 99,
+                available: 1,
+            },
+        )])
+        .await
+        .expect("write");
+    let lines = inventory::cache_disagreements(&h.env.ctx)
+        .await
+        .expect("check");
     assert_eq!(lines.len(), 1);
     assert!(lines[0].contains("a"), "{}", lines[0]);
 }
 
 #[tokio::test]
 async fn with_redis_down_reservations_still_commit() {
-    let env = shared::testing::TestEnv::with_config(|c| c.redis_url = "redis://127.0.0.1:1".into()).await;
+    let env =
+        shared::testing::TestEnv::with_config(|c| c.redis_url = "redis://127.0.0.1:1".into()).await;
     let h = Harness::from_env(env).await;
     h.seed(&[("a", 2)]).await;
     let report = h.reserve(&[created("o1", &[("a", 1)])]).await;
     assert_eq!(report.processed, 1);
     assert_eq!(h.available("a").await, 1);
-    let (status, source, body) = h.get("GET /products/{id}/stock", "/products/a/stock", &[("id", "a")], &[]).await;
+    let (status, source, body) = h
+        .get(
+            "GET /products/{id}/stock",
+            "/products/a/stock",
+            &[("id", "a")],
+            &[],
+        )
+        .await;
     assert_eq!((status, source.as_deref()), (200, Some("database")));
     assert_eq!(body["available"], 1);
 }

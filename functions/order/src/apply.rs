@@ -25,7 +25,11 @@ pub async fn apply_input(
 
 /// `order.confirmed` or `order.cancelled(reason)`, carrying what downstream services need
 /// (payment captures the total, notification writes to the customer).
-pub fn decision_event(order: &LockedOrder, decision: Decision, cause: Option<&Envelope>) -> Envelope {
+pub fn decision_event(
+    order: &LockedOrder,
+    decision: Decision,
+    cause: Option<&Envelope>,
+) -> Envelope {
     let payload = match decision {
         Decision::Confirm => Payload::OrderConfirmed(OrderConfirmed {
             order_id: order.order_id.to_string(),

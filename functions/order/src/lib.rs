@@ -10,8 +10,8 @@ pub mod domain;
 pub mod functions;
 pub mod pg;
 
-pub use pg::views::OrderRow;
 pub use functions::expire_due;
+pub use pg::views::OrderRow;
 
 use sqlx::PgPool;
 

@@ -7,7 +7,8 @@ use common::Harness;
 use serde_json::{Value, json};
 use shared::contracts::Payload;
 
-const ONE_LINE: &str = r#"{"items":[{"product_id":"sku-1","quantity":2}],"payment_token":"tok_visa"}"#;
+const ONE_LINE: &str =
+    r#"{"items":[{"product_id":"sku-1","quantity":2}],"payment_token":"tok_visa"}"#;
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
@@ -25,7 +26,9 @@ async fn creating_an_order_answers_202_and_publishes_order_created_with_catalog_
 
     let published = h.env.published();
     assert_eq!(published.len(), 1, "exactly one event");
-    let Payload::OrderCreated(created) = published[0].payload() else { panic!("not order.created") };
+    let Payload::OrderCreated(created) = published[0].payload() else {
+        panic!("not order.created")
+    };
     assert_eq!(created.order_id, order_id);
     assert_eq!(published[0].correlation_id, order_id);
     assert_eq!(created.user_id, user.user_id.to_string());
@@ -33,23 +36,34 @@ async fn creating_an_order_answers_202_and_publishes_order_created_with_catalog_
     assert_eq!(created.total_cents, 2 * 1999 + 3 * 500);
     assert_eq!(created.currency, "EUR");
     assert_eq!(created.payment_token, "tok_visa");
-    let lines: Vec<(&str, u32, i64)> =
-        created.items.iter().map(|l| (l.product_id.as_str(), l.quantity, l.unit_price_cents)).collect();
+    let lines: Vec<(&str, u32, i64)> = created
+        .items
+        .iter()
+        .map(|l| (l.product_id.as_str(), l.quantity, l.unit_price_cents))
+        .collect();
     assert_eq!(lines, vec![("sku-1", 2, 1999), ("sku-2", 3, 500)]);
 
     let row = h.order_row(uuid::Uuid::parse_str(&order_id).unwrap()).await;
     assert_eq!(row.status, "PENDING");
-    assert_eq!(row.items, vec![("sku-1".to_string(), 2), ("sku-2".to_string(), 3)]);
+    assert_eq!(
+        row.items,
+        vec![("sku-1".to_string(), 2), ("sku-2".to_string(), 3)]
+    );
 }
 
 #[tokio::test]
 async fn the_same_idempotency_key_and_body_returns_the_same_answer_and_creates_one_order() {
     let h = Harness::seeded().await;
     let user = h.user().await;
-    let first = h.post_order(Some(&user.token), ONE_LINE, Some("key-1")).await;
+    let first = h
+        .post_order(Some(&user.token), ONE_LINE, Some("key-1"))
+        .await;
     // Same order, other formatting: the canonical hash matches.
-    let reformatted = r#"{ "payment_token": "tok_visa", "items": [ { "quantity": 2, "product_id": "sku-1" } ] }"#;
-    let second = h.post_order(Some(&user.token), reformatted, Some("key-1")).await;
+    let reformatted =
+        r#"{ "payment_token": "tok_visa", "items": [ { "quantity": 2, "product_id": "sku-1" } ] }"#;
+    let second = h
+        .post_order(Some(&user.token), reformatted, Some("key-1"))
+        .await;
     assert_eq!(first.0, 202);
     assert_eq!(first, second);
     assert_eq!(order::orders(&h.env.ctx.pool).await.unwrap().len(), 1);
@@ -60,10 +74,19 @@ async fn the_same_idempotency_key_and_body_returns_the_same_answer_and_creates_o
 async fn the_same_idempotency_key_with_another_body_is_422() {
     let h = Harness::seeded().await;
     let user = h.user().await;
-    assert_eq!(h.post_order(Some(&user.token), ONE_LINE, Some("key-1")).await.0, 202);
+    assert_eq!(
+        h.post_order(Some(&user.token), ONE_LINE, Some("key-1"))
+            .await
+            .0,
+        202
+    );
     let other = r#"{"items":[{"product_id":"sku-1","quantity":3}],"payment_token":"tok_visa"}"#;
     let (status, body) = h.post_order(Some(&user.token), other, Some("key-1")).await;
-    assert_eq!((status, error_code(&body)), (422, "idempotency_key_reused"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, "idempotency_key_reused"),
+        "{body}"
+    );
     assert_eq!(order::orders(&h.env.ctx.pool).await.unwrap().len(), 1);
 }
 
@@ -71,8 +94,12 @@ async fn the_same_idempotency_key_with_another_body_is_422() {
 async fn idempotency_keys_belong_to_their_user() {
     let h = Harness::seeded().await;
     let (alice, bob) = (h.user().await, h.user().await);
-    let a = h.post_order(Some(&alice.token), ONE_LINE, Some("shared-key")).await;
-    let b = h.post_order(Some(&bob.token), ONE_LINE, Some("shared-key")).await;
+    let a = h
+        .post_order(Some(&alice.token), ONE_LINE, Some("shared-key"))
+        .await;
+    let b = h
+        .post_order(Some(&bob.token), ONE_LINE, Some("shared-key"))
+        .await;
     assert_eq!((a.0, b.0), (202, 202));
     assert_ne!(a.1["order_id"], b.1["order_id"]);
 }
@@ -95,7 +122,9 @@ async fn without_a_valid_session_it_is_401() {
     let h = Harness::seeded().await;
     let (status, body) = h.post_order(None, ONE_LINE, None).await;
     assert_eq!((status, error_code(&body)), (401, "unauthorized"));
-    let (status, body) = h.post_order(Some("ofs_not-a-session"), ONE_LINE, None).await;
+    let (status, body) = h
+        .post_order(Some("ofs_not-a-session"), ONE_LINE, None)
+        .await;
     assert_eq!((status, error_code(&body)), (401, "unauthorized"));
     assert!(h.env.published().is_empty());
 }
@@ -104,7 +133,9 @@ async fn without_a_valid_session_it_is_401() {
 async fn invalid_bodies_are_400_invalid_request() {
     let h = Harness::seeded().await;
     let user = h.user().await;
-    let many: Vec<Value> = (0..101).map(|_| json!({"product_id": "sku-1", "quantity": 1})).collect();
+    let many: Vec<Value> = (0..101)
+        .map(|_| json!({"product_id": "sku-1", "quantity": 1}))
+        .collect();
     let cases = [
         ("malformed JSON", "{\"items\": [".to_string()),
         ("empty body", String::new()),
@@ -119,9 +150,15 @@ async fn invalid_bodies_are_400_invalid_request() {
     ];
     for (what, body) in cases {
         let (status, answer) = h.post_order(Some(&user.token), &body, None).await;
-        assert_eq!((status, error_code(&answer)), (400, "invalid_request"), "{what}: {answer}");
+        assert_eq!(
+            (status, error_code(&answer)),
+            (400, "invalid_request"),
+            "{what}: {answer}"
+        );
     }
-    let (status, _) = h.post_order(Some(&user.token), ONE_LINE, Some(&"k".repeat(256))).await;
+    let (status, _) = h
+        .post_order(Some(&user.token), ONE_LINE, Some(&"k".repeat(256)))
+        .await;
     assert_eq!(status, 400, "an over-long Idempotency-Key");
     assert!(h.env.published().is_empty());
     assert!(order::orders(&h.env.ctx.pool).await.unwrap().is_empty());
@@ -134,7 +171,13 @@ async fn unknown_products_are_422_and_named() {
     let body = r#"{"items":[{"product_id":"sku-1","quantity":1},{"product_id":"nope","quantity":1}],"payment_token":"tok_visa"}"#;
     let (status, answer) = h.post_order(Some(&user.token), body, None).await;
     assert_eq!((status, error_code(&answer)), (422, "unknown_product"));
-    assert!(answer["error"]["message"].as_str().unwrap().contains("nope"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope"),
+        "{answer}"
+    );
     assert!(h.env.published().is_empty());
 }
 
@@ -159,7 +202,10 @@ async fn the_owner_reads_the_order_with_items_and_timeline() {
     assert_eq!(body["reason"], Value::Null);
     assert_eq!(body["total_cents"], 3998);
     assert_eq!(body["currency"], "EUR");
-    assert_eq!(body["items"], json!([{"product_id": "sku-1", "quantity": 2, "unit_price_cents": 1999}]));
+    assert_eq!(
+        body["items"],
+        json!([{"product_id": "sku-1", "quantity": 2, "unit_price_cents": 1999}])
+    );
     let timeline = body["timeline"].as_array().unwrap();
     assert_eq!(timeline.len(), 1);
     assert_eq!(timeline[0]["event_type"], "order.created");
@@ -175,6 +221,11 @@ async fn another_users_order_or_a_malformed_id_is_404() {
     let (status, body) = h.get_order(&other.token, &id.to_string()).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
     assert_eq!(h.get_order(&owner.token, "not-a-uuid").await.0, 404);
-    assert_eq!(h.get_order(&owner.token, &uuid::Uuid::now_v7().to_string()).await.0, 404);
+    assert_eq!(
+        h.get_order(&owner.token, &uuid::Uuid::now_v7().to_string())
+            .await
+            .0,
+        404
+    );
     assert_eq!(h.get_order("ofs_bogus", &id.to_string()).await.0, 401);
 }

@@ -79,7 +79,9 @@ pub fn on_order_confirmed(status: PaymentStatus) -> Result<ConfirmAction, String
     match status {
         PaymentStatus::Authorized => Ok(ConfirmAction::Capture),
         PaymentStatus::Captured => Ok(ConfirmAction::Nothing),
-        other => Err(format!("order confirmed without an authorized payment (payment is {other})")),
+        other => Err(format!(
+            "order confirmed without an authorized payment (payment is {other})"
+        )),
     }
 }
 
@@ -98,13 +100,20 @@ pub fn on_order_cancelled(status: PaymentStatus) -> Result<CancelAction, String>
     match status {
         PaymentStatus::Authorized => Ok(CancelAction::Void),
         PaymentStatus::Pending => Ok(CancelAction::Tombstone),
-        PaymentStatus::Declined | PaymentStatus::Voided | PaymentStatus::Cancelled => Ok(CancelAction::Nothing),
+        PaymentStatus::Declined | PaymentStatus::Voided | PaymentStatus::Cancelled => {
+            Ok(CancelAction::Nothing)
+        }
         PaymentStatus::Captured => Err("cancel after capture: needs a refund".into()),
     }
 }
 
 /// Checks what `order.created` carries for the payment; the error is the parking reason.
-pub fn validate_charge(order_id: &str, token: &str, amount_cents: i64, currency: &str) -> Result<(), String> {
+pub fn validate_charge(
+    order_id: &str,
+    token: &str,
+    amount_cents: i64,
+    currency: &str,
+) -> Result<(), String> {
     if order_id.trim().is_empty() {
         return Err("order.created without an order_id".into());
     }
@@ -115,7 +124,9 @@ pub fn validate_charge(order_id: &str, token: &str, amount_cents: i64, currency:
         return Err(format!("negative amount {amount_cents}"));
     }
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-        return Err(format!("invalid currency {currency:?} (3 uppercase letters)"));
+        return Err(format!(
+            "invalid currency {currency:?} (3 uppercase letters)"
+        ));
     }
     Ok(())
 }
@@ -138,7 +149,11 @@ mod tests {
     #[test]
     fn only_a_pending_payment_is_authorized_on_order_created() {
         for s in ALL {
-            let expected = if s == Pending { ProcessAction::Authorize } else { ProcessAction::Nothing };
+            let expected = if s == Pending {
+                ProcessAction::Authorize
+            } else {
+                ProcessAction::Nothing
+            };
             assert_eq!(on_order_created(s), expected, "{s}");
         }
     }
@@ -149,7 +164,10 @@ mod tests {
         assert_eq!(on_order_confirmed(Captured), Ok(ConfirmAction::Nothing));
         for s in [Pending, Declined, Voided, Cancelled] {
             let err = on_order_confirmed(s).unwrap_err();
-            assert!(err.contains("order confirmed without an authorized payment"), "{s}: {err}");
+            assert!(
+                err.contains("order confirmed without an authorized payment"),
+                "{s}: {err}"
+            );
         }
     }
 
@@ -160,14 +178,21 @@ mod tests {
         for s in [Declined, Voided, Cancelled] {
             assert_eq!(on_order_cancelled(s), Ok(CancelAction::Nothing), "{s}");
         }
-        assert_eq!(on_order_cancelled(Captured), Err("cancel after capture: needs a refund".to_string()));
+        assert_eq!(
+            on_order_cancelled(Captured),
+            Err("cancel after capture: needs a refund".to_string())
+        );
     }
 
     #[test]
     fn charges_need_a_tok_token_a_non_negative_amount_and_a_currency() {
         assert!(validate_charge("o1", "tok_visa", 1999, "EUR").is_ok());
         assert!(validate_charge("o1", "tok_anything", 0, "USD").is_ok());
-        assert!(validate_charge("o1", "4242424242424242", 1999, "EUR").unwrap_err().contains("tok_"));
+        assert!(
+            validate_charge("o1", "4242424242424242", 1999, "EUR")
+                .unwrap_err()
+                .contains("tok_")
+        );
         assert!(validate_charge("", "tok_visa", 1999, "EUR").is_err());
         assert!(validate_charge("o1", "tok_visa", -1, "EUR").is_err());
         assert!(validate_charge("o1", "tok_visa", 1, "eur").is_err());

@@ -5,7 +5,10 @@ use crate::domain::{self, CancelAction, ConfirmAction, PaymentStatus, ProcessAct
 use crate::gateway::{PaymentGateway, SimulatedGateway};
 use crate::pg::PgPayments;
 use async_trait::async_trait;
-use shared::contracts::{OrderCancelled, OrderConfirmed, OrderCreated, Payload, PaymentCaptured, PaymentProcessed, PaymentVoided};
+use shared::contracts::{
+    OrderCancelled, OrderConfirmed, OrderCreated, Payload, PaymentCaptured, PaymentProcessed,
+    PaymentVoided,
+};
 use shared::lambda::RmqFunction;
 use shared::runner::{Applied, MessageHandler};
 use shared::{Envelope, Function, HandleError};
@@ -20,7 +23,10 @@ pub fn process(ctx: &shared::context::Context) -> Arc<dyn Function> {
     process_with(ctx, Arc::new(SimulatedGateway))
 }
 
-pub fn process_with(ctx: &shared::context::Context, gateway: Arc<dyn PaymentGateway>) -> Arc<dyn Function> {
+pub fn process_with(
+    ctx: &shared::context::Context,
+    gateway: Arc<dyn PaymentGateway>,
+) -> Arc<dyn Function> {
     Arc::new(RmqFunction(ctx.batch_runner(Process { gateway })))
 }
 
@@ -29,7 +35,10 @@ pub fn settle(ctx: &shared::context::Context) -> Arc<dyn Function> {
     settle_with(ctx, Arc::new(SimulatedGateway))
 }
 
-pub fn settle_with(ctx: &shared::context::Context, gateway: Arc<dyn PaymentGateway>) -> Arc<dyn Function> {
+pub fn settle_with(
+    ctx: &shared::context::Context,
+    gateway: Arc<dyn PaymentGateway>,
+) -> Arc<dyn Function> {
     Arc::new(RmqFunction(ctx.batch_runner(Settle { gateway })))
 }
 
@@ -54,12 +63,21 @@ impl MessageHandler for Process {
         crate::SCHEMA
     }
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<()>, HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<()>, HandleError> {
         let Payload::OrderCreated(order) = env.payload() else {
             return Err(unexpected(env));
         };
-        domain::validate_charge(&order.order_id, &order.payment_token, order.total_cents, &order.currency)
-            .map_err(HandleError::Permanent)?;
+        domain::validate_charge(
+            &order.order_id,
+            &order.payment_token,
+            order.total_cents,
+            &order.currency,
+        )
+        .map_err(HandleError::Permanent)?;
         let row = PgPayments::lock_or_create(tx, &order.order_id).await?;
         match domain::on_order_created(row.status) {
             ProcessAction::Nothing => {
@@ -72,8 +90,17 @@ impl MessageHandler for Process {
 }
 
 impl Process {
-    async fn authorize(&self, tx: &mut PgConnection, env: &Envelope, order: &OrderCreated) -> Result<Applied<()>, HandleError> {
-        let (amount, currency, token) = (order.total_cents, order.currency.as_str(), order.payment_token.as_str());
+    async fn authorize(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+        order: &OrderCreated,
+    ) -> Result<Applied<()>, HandleError> {
+        let (amount, currency, token) = (
+            order.total_cents,
+            order.currency.as_str(),
+            order.payment_token.as_str(),
+        );
         let processed = match self.gateway.authorize(token, amount, currency).await {
             Ok(auth) => {
                 PgPayments::record_authorization(
@@ -124,7 +151,10 @@ impl Process {
                 }
             }
         };
-        Ok(Applied::events(vec![Envelope::new(Payload::PaymentProcessed(processed), Some(env))]))
+        Ok(Applied::events(vec![Envelope::new(
+            Payload::PaymentProcessed(processed),
+            Some(env),
+        )]))
     }
 }
 
@@ -145,7 +175,11 @@ impl MessageHandler for Settle {
         crate::SCHEMA
     }
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<()>, HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<()>, HandleError> {
         match env.payload() {
             Payload::OrderConfirmed(e) => self.confirmed(tx, env, e).await,
             Payload::OrderCancelled(e) => self.cancelled(tx, env, e).await,
@@ -155,18 +189,27 @@ impl MessageHandler for Settle {
 }
 
 impl Settle {
-    async fn confirmed(&self, tx: &mut PgConnection, env: &Envelope, e: &OrderConfirmed) -> Result<Applied<()>, HandleError> {
+    async fn confirmed(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+        e: &OrderConfirmed,
+    ) -> Result<Applied<()>, HandleError> {
         if e.order_id.trim().is_empty() {
-            return Err(HandleError::permanent("order.confirmed without an order_id"));
+            return Err(HandleError::permanent(
+                "order.confirmed without an order_id",
+            ));
         }
         let row = PgPayments::lock_or_create(tx, &e.order_id).await?;
         match domain::on_order_confirmed(row.status).map_err(HandleError::Permanent)? {
             ConfirmAction::Nothing => Ok(Applied::nothing()),
             ConfirmAction::Capture => {
-                let payment_id = row
-                    .payment_id
-                    .ok_or_else(|| HandleError::permanent("authorized payment has no payment_id"))?;
-                self.gateway.capture(payment_id, row.amount_cents, &row.currency).await?;
+                let payment_id = row.payment_id.ok_or_else(|| {
+                    HandleError::permanent("authorized payment has no payment_id")
+                })?;
+                self.gateway
+                    .capture(payment_id, row.amount_cents, &row.currency)
+                    .await?;
                 PgPayments::set_status(tx, &e.order_id, PaymentStatus::Captured).await?;
                 tracing::info!(%payment_id, amount_cents = row.amount_cents, "payment captured");
                 let captured = PaymentCaptured {
@@ -175,18 +218,31 @@ impl Settle {
                     amount_cents: row.amount_cents,
                     currency: row.currency,
                 };
-                Ok(Applied::events(vec![Envelope::new(Payload::PaymentCaptured(captured), Some(env))]))
+                Ok(Applied::events(vec![Envelope::new(
+                    Payload::PaymentCaptured(captured),
+                    Some(env),
+                )]))
             }
         }
     }
 
-    async fn cancelled(&self, tx: &mut PgConnection, env: &Envelope, e: &OrderCancelled) -> Result<Applied<()>, HandleError> {
+    async fn cancelled(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+        e: &OrderCancelled,
+    ) -> Result<Applied<()>, HandleError> {
         if e.order_id.trim().is_empty() {
-            return Err(HandleError::permanent("order.cancelled without an order_id"));
+            return Err(HandleError::permanent(
+                "order.cancelled without an order_id",
+            ));
         }
         let row = PgPayments::lock_or_create(tx, &e.order_id).await?;
         let voided = |payment_id: String| {
-            let payload = Payload::PaymentVoided(PaymentVoided { order_id: e.order_id.clone(), payment_id });
+            let payload = Payload::PaymentVoided(PaymentVoided {
+                order_id: e.order_id.clone(),
+                payment_id,
+            });
             Applied::events(vec![Envelope::new(payload, Some(env))])
         };
         match domain::on_order_cancelled(row.status).map_err(HandleError::Permanent)? {
@@ -197,9 +253,9 @@ impl Settle {
                 Ok(voided(String::new()))
             }
             CancelAction::Void => {
-                let payment_id = row
-                    .payment_id
-                    .ok_or_else(|| HandleError::permanent("authorized payment has no payment_id"))?;
+                let payment_id = row.payment_id.ok_or_else(|| {
+                    HandleError::permanent("authorized payment has no payment_id")
+                })?;
                 self.gateway.void(payment_id).await?;
                 PgPayments::set_status(tx, &e.order_id, PaymentStatus::Voided).await?;
                 tracing::info!(%payment_id, "authorization voided");

@@ -20,8 +20,18 @@ pub struct Decline {
 /// an `Err` from capture or void is an outage (transient: the message is retried).
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
-    async fn authorize(&self, token: &str, amount_cents: i64, currency: &str) -> Result<Authorization, Decline>;
-    async fn capture(&self, payment_id: uuid::Uuid, amount_cents: i64, currency: &str) -> anyhow::Result<()>;
+    async fn authorize(
+        &self,
+        token: &str,
+        amount_cents: i64,
+        currency: &str,
+    ) -> Result<Authorization, Decline>;
+    async fn capture(
+        &self,
+        payment_id: uuid::Uuid,
+        amount_cents: i64,
+        currency: &str,
+    ) -> anyhow::Result<()>;
     async fn void(&self, payment_id: uuid::Uuid) -> anyhow::Result<()>;
 }
 
@@ -45,14 +55,29 @@ impl SimulatedGateway {
 
 #[async_trait]
 impl PaymentGateway for SimulatedGateway {
-    async fn authorize(&self, token: &str, _amount_cents: i64, _currency: &str) -> Result<Authorization, Decline> {
+    async fn authorize(
+        &self,
+        token: &str,
+        _amount_cents: i64,
+        _currency: &str,
+    ) -> Result<Authorization, Decline> {
         match Self::decide(token) {
-            Ok(last4) => Ok(Authorization { payment_id: uuid::Uuid::now_v7(), last4: last4.to_string() }),
-            Err(code) => Err(Decline { code: code.to_string() }),
+            Ok(last4) => Ok(Authorization {
+                payment_id: uuid::Uuid::now_v7(),
+                last4: last4.to_string(),
+            }),
+            Err(code) => Err(Decline {
+                code: code.to_string(),
+            }),
         }
     }
 
-    async fn capture(&self, _payment_id: uuid::Uuid, _amount_cents: i64, _currency: &str) -> anyhow::Result<()> {
+    async fn capture(
+        &self,
+        _payment_id: uuid::Uuid,
+        _amount_cents: i64,
+        _currency: &str,
+    ) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -72,7 +97,10 @@ mod tests {
             ("tok_visa", Ok("4242")),
             ("tok_mastercard", Ok("4444")),
             ("tok_chargeDeclined", Err("card_declined")),
-            ("tok_chargeDeclinedInsufficientFunds", Err("insufficient_funds")),
+            (
+                "tok_chargeDeclinedInsufficientFunds",
+                Err("insufficient_funds"),
+            ),
             ("tok_unknown", Err("invalid_token")),
             ("tok_", Err("invalid_token")),
         ];
@@ -80,7 +108,13 @@ mod tests {
             let got = gw.authorize(token, 1999, "EUR").await;
             match expected {
                 Ok(last4) => assert_eq!(got.map(|a| a.last4), Ok(last4.to_string()), "{token}"),
-                Err(code) => assert_eq!(got, Err(Decline { code: code.to_string() }), "{token}"),
+                Err(code) => assert_eq!(
+                    got,
+                    Err(Decline {
+                        code: code.to_string()
+                    }),
+                    "{token}"
+                ),
             }
         }
     }

@@ -21,5 +21,7 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 }
 
 /// Every binary of this service and the function it serves.
-pub const FUNCTIONS: &[(&str, shared::Constructor)] =
-    &[("payment-process", functions::process), ("payment-settle", functions::settle)];
+pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
+    ("payment-process", functions::process),
+    ("payment-settle", functions::settle),
+];

@@ -27,22 +27,35 @@ pub struct PgPayments;
 impl PgPayments {
     /// Inserts a `pending` row if the order has none, then locks it until the transaction
     /// ends: concurrent events about the same order wait for each other here.
-    pub async fn lock_or_create(conn: &mut PgConnection, order_id: &str) -> anyhow::Result<LockedPayment> {
+    pub async fn lock_or_create(
+        conn: &mut PgConnection,
+        order_id: &str,
+    ) -> anyhow::Result<LockedPayment> {
         sqlx::query("INSERT INTO payments.payments (order_id, status) VALUES ($1, 'pending') ON CONFLICT DO NOTHING")
             .bind(order_id)
             .execute(&mut *conn)
             .await?;
-        let (status, payment_id, amount_cents, currency): (String, Option<Uuid>, Option<i64>, Option<String>) =
-            sqlx::query_as(
-                "SELECT status, payment_id, amount_cents, currency FROM payments.payments
+        let (status, payment_id, amount_cents, currency): (
+            String,
+            Option<Uuid>,
+            Option<i64>,
+            Option<String>,
+        ) = sqlx::query_as(
+            "SELECT status, payment_id, amount_cents, currency FROM payments.payments
                  WHERE order_id = $1 FOR UPDATE",
-            )
-            .bind(order_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let status = PaymentStatus::parse(&status)
-            .ok_or_else(|| anyhow::anyhow!("payment of order {order_id} has an unknown status {status:?}"))?;
-        Ok(LockedPayment { status, payment_id, amount_cents: amount_cents.unwrap_or(0), currency: currency.unwrap_or_default() })
+        )
+        .bind(order_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let status = PaymentStatus::parse(&status).ok_or_else(|| {
+            anyhow::anyhow!("payment of order {order_id} has an unknown status {status:?}")
+        })?;
+        Ok(LockedPayment {
+            status,
+            payment_id,
+            amount_cents: amount_cents.unwrap_or(0),
+            currency: currency.unwrap_or_default(),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -76,24 +89,35 @@ impl PgPayments {
         Ok(())
     }
 
-    pub async fn set_status(conn: &mut PgConnection, order_id: &str, status: PaymentStatus) -> sqlx::Result<()> {
-        sqlx::query("UPDATE payments.payments SET status = $2, updated_at = now() WHERE order_id = $1")
-            .bind(order_id)
-            .bind(status.as_str())
-            .execute(conn)
-            .await?;
+    pub async fn set_status(
+        conn: &mut PgConnection,
+        order_id: &str,
+        status: PaymentStatus,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE payments.payments SET status = $2, updated_at = now() WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(status.as_str())
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }
 
 /// Every payment, ordered by order id (for `orderflow verify` and tests).
 pub async fn payments(pool: &PgPool) -> anyhow::Result<Vec<PaymentRow>> {
-    let rows: Vec<(String, String, Option<i64>)> =
-        sqlx::query_as("SELECT order_id, status, amount_cents FROM payments.payments ORDER BY order_id")
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT order_id, status, amount_cents FROM payments.payments ORDER BY order_id",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .into_iter()
-        .map(|(order_id, status, amount)| PaymentRow { order_id, status, amount_cents: amount.unwrap_or(0) })
+        .map(|(order_id, status, amount)| PaymentRow {
+            order_id,
+            status,
+            amount_cents: amount.unwrap_or(0),
+        })
         .collect())
 }

@@ -19,12 +19,24 @@ impl Harness {
         env.migrate(payment::SCHEMA, &payment::MIGRATOR).await;
         let process = payment::functions::process(&env.ctx);
         let settle = payment::functions::settle(&env.ctx);
-        Harness { env, process, settle }
+        Harness {
+            env,
+            process,
+            settle,
+        }
     }
 
-    async fn deliver(&self, f: &Arc<dyn Function>, queue: &str, events: &[Envelope]) -> BatchReport {
+    async fn deliver(
+        &self,
+        f: &Arc<dyn Function>,
+        queue: &str,
+        events: &[Envelope],
+    ) -> BatchReport {
         let ev = self.env.rmq_event(queue, events, Encoding::Protobuf);
-        let out = f.invoke(serde_json::to_value(&ev).expect("event json")).await.expect("invocation succeeds");
+        let out = f
+            .invoke(serde_json::to_value(&ev).expect("event json"))
+            .await
+            .expect("invocation succeeds");
         serde_json::from_value(out).expect("batch report")
     }
 
@@ -37,15 +49,21 @@ impl Harness {
     }
 
     async fn row(&self, order_id: &str) -> Option<PaymentRow> {
-        payment::payments(&self.env.ctx.pool).await.expect("payments").into_iter().find(|p| p.order_id == order_id)
+        payment::payments(&self.env.ctx.pool)
+            .await
+            .expect("payments")
+            .into_iter()
+            .find(|p| p.order_id == order_id)
     }
 
     async fn stored(&self, order_id: &str) -> (Option<String>, Option<String>, Option<String>) {
-        sqlx::query_as("SELECT token, last4, decline_code FROM payments.payments WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_one(&self.env.ctx.pool)
-            .await
-            .expect("row")
+        sqlx::query_as(
+            "SELECT token, last4, decline_code FROM payments.payments WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_one(&self.env.ctx.pool)
+        .await
+        .expect("row")
     }
 
     fn processed(&self) -> Vec<PaymentProcessed> {
@@ -66,7 +84,11 @@ fn created(order_id: &str, token: &str, total: i64) -> Envelope {
             order_id: order_id.into(),
             user_id: "u1".into(),
             customer_email: "a@example.com".into(),
-            items: vec![OrderLine { product_id: "sku-1".into(), quantity: 1, unit_price_cents: total }],
+            items: vec![OrderLine {
+                product_id: "sku-1".into(),
+                quantity: 1,
+                unit_price_cents: total,
+            }],
             total_cents: total,
             currency: "EUR".into(),
             payment_token: token.into(),
@@ -108,13 +130,26 @@ async fn a_visa_token_is_authorized_and_reported_as_success() {
     let p = h.processed();
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].status, PaymentStatus::Success as i32);
-    assert_eq!((p[0].amount_cents, p[0].currency.as_str(), p[0].last4.as_str()), (3998, "EUR", "4242"));
+    assert_eq!(
+        (
+            p[0].amount_cents,
+            p[0].currency.as_str(),
+            p[0].last4.as_str()
+        ),
+        (3998, "EUR", "4242")
+    );
     assert!(uuid::Uuid::parse_str(&p[0].payment_id).is_ok());
     assert!(p[0].decline_code.is_empty());
     let row = h.row("o1").await.expect("row");
-    assert_eq!((row.status.as_str(), row.amount_cents), ("authorized", 3998));
+    assert_eq!(
+        (row.status.as_str(), row.amount_cents),
+        ("authorized", 3998)
+    );
     let (token, last4, code) = h.stored("o1").await;
-    assert_eq!((token.as_deref(), last4.as_deref(), code), (Some("tok_visa"), Some("4242"), None));
+    assert_eq!(
+        (token.as_deref(), last4.as_deref(), code),
+        (Some("tok_visa"), Some("4242"), None)
+    );
 }
 
 #[tokio::test]
@@ -127,14 +162,26 @@ async fn declined_tokens_are_reported_as_failed_with_their_code() {
     ])
     .await;
     let p = h.processed();
-    let codes: Vec<(&str, i32, &str)> =
-        p.iter().map(|p| (p.order_id.as_str(), p.status, p.decline_code.as_str())).collect();
+    let codes: Vec<(&str, i32, &str)> = p
+        .iter()
+        .map(|p| (p.order_id.as_str(), p.status, p.decline_code.as_str()))
+        .collect();
     let failed = PaymentStatus::Failed as i32;
-    assert_eq!(codes, vec![("o1", failed, "card_declined"), ("o2", failed, "insufficient_funds"), ("o3", failed, "invalid_token")]);
+    assert_eq!(
+        codes,
+        vec![
+            ("o1", failed, "card_declined"),
+            ("o2", failed, "insufficient_funds"),
+            ("o3", failed, "invalid_token")
+        ]
+    );
     for o in ["o1", "o2", "o3"] {
         assert_eq!(h.row(o).await.expect("row").status, "declined");
     }
-    assert_eq!(h.stored("o2").await.2.as_deref(), Some("insufficient_funds"));
+    assert_eq!(
+        h.stored("o2").await.2.as_deref(),
+        Some("insufficient_funds")
+    );
 }
 
 #[tokio::test]
@@ -142,13 +189,22 @@ async fn a_token_that_is_not_a_tok_is_parked_with_the_reason_and_stores_nothing(
     let h = Harness::new().await;
     let report = h.process(&[created("o1", "4242424242424242", 100)]).await;
     assert_eq!(report.parked.len(), 1);
-    assert!(report.parked[0].reason.contains("tok_"), "{}", report.parked[0].reason);
+    assert!(
+        report.parked[0].reason.contains("tok_"),
+        "{}",
+        report.parked[0].reason
+    );
     let parked = h.env.parked();
     assert_eq!(parked.len(), 1);
-    let reason = parked[0].header(shared::topology::parked::REASON).expect("reason header");
+    let reason = parked[0]
+        .header(shared::topology::parked::REASON)
+        .expect("reason header");
     assert!(format!("{reason:?}").contains("tok_"));
     assert!(h.processed().is_empty());
-    assert!(h.row("o1").await.is_none(), "no row, and above all no card number");
+    assert!(
+        h.row("o1").await.is_none(),
+        "no row, and above all no card number"
+    );
 }
 
 #[tokio::test]
@@ -156,7 +212,11 @@ async fn an_unexpected_event_type_is_parked() {
     let h = Harness::new().await;
     let report = h.process(&[confirmed("o1", 100)]).await;
     assert_eq!(report.parked.len(), 1);
-    assert!(report.parked[0].reason.contains("unexpected event type order.confirmed"));
+    assert!(
+        report.parked[0]
+            .reason
+            .contains("unexpected event type order.confirmed")
+    );
 }
 
 #[tokio::test]
@@ -165,8 +225,8 @@ async fn confirmation_captures_the_authorized_amount_once() {
     h.process(&[created("o1", "tok_mastercard", 2500)]).await;
     let payment_id = h.processed()[0].payment_id.clone();
     let confirm = confirmed("o1", 2500);
-    h.settle(&[confirm.clone()]).await;
-    let again = h.settle(&[confirm.clone()]).await;
+    h.settle(std::slice::from_ref(&confirm)).await;
+    let again = h.settle(std::slice::from_ref(&confirm)).await;
     assert_eq!(again.duplicates, 1);
     // A redelivered copy under a new event id is also harmless.
     h.settle(&[confirmed("o1", 2500)]).await;
@@ -180,7 +240,14 @@ async fn confirmation_captures_the_authorized_amount_once() {
         })
         .collect();
     assert_eq!(captured.len(), 1);
-    assert_eq!((captured[0].payment_id.as_str(), captured[0].amount_cents, captured[0].currency.as_str()), (payment_id.as_str(), 2500, "EUR"));
+    assert_eq!(
+        (
+            captured[0].payment_id.as_str(),
+            captured[0].amount_cents,
+            captured[0].currency.as_str()
+        ),
+        (payment_id.as_str(), 2500, "EUR")
+    );
     assert_eq!(h.row("o1").await.expect("row").status, "captured");
 }
 
@@ -188,10 +255,18 @@ async fn confirmation_captures_the_authorized_amount_once() {
 async fn confirmation_without_an_authorization_is_parked() {
     let h = Harness::new().await;
     h.process(&[created("o1", "tok_chargeDeclined", 100)]).await;
-    let report = h.settle(&[confirmed("o1", 100), confirmed("o2", 100)]).await;
+    let report = h
+        .settle(&[confirmed("o1", 100), confirmed("o2", 100)])
+        .await;
     assert_eq!(report.parked.len(), 2);
-    assert!(report.parked.iter().all(|p| p.reason.contains("order confirmed without an authorized payment")));
-    assert!(h.row("o2").await.is_none(), "the parked message left no row behind");
+    assert!(report.parked.iter().all(|p| {
+        p.reason
+            .contains("order confirmed without an authorized payment")
+    }));
+    assert!(
+        h.row("o2").await.is_none(),
+        "the parked message left no row behind"
+    );
 }
 
 #[tokio::test]
@@ -200,7 +275,7 @@ async fn cancellation_voids_the_authorization_once() {
     h.process(&[created("o1", "tok_visa", 100)]).await;
     let payment_id = h.processed()[0].payment_id.clone();
     let cancel = cancelled("o1");
-    h.settle(&[cancel.clone()]).await;
+    h.settle(std::slice::from_ref(&cancel)).await;
     h.settle(&[cancel]).await;
     h.settle(&[cancelled("o1")]).await;
     let voided: Vec<PaymentVoided> = h
@@ -235,14 +310,19 @@ async fn a_cancel_before_the_payment_leaves_a_tombstone_and_the_late_order_is_no
     let published = h.env.published();
     assert_eq!(published.len(), 1);
     match &published[0].payload {
-        Some(Payload::PaymentVoided(v)) => assert_eq!((v.order_id.as_str(), v.payment_id.as_str()), ("o1", "")),
+        Some(Payload::PaymentVoided(v)) => {
+            assert_eq!((v.order_id.as_str(), v.payment_id.as_str()), ("o1", ""))
+        }
         other => panic!("expected payment.voided, got {other:?}"),
     }
     assert_eq!(h.row("o1").await.expect("tombstone").status, "cancelled");
     h.env.clear_published();
     let report = h.process(&[created("o1", "tok_visa", 100)]).await;
     assert_eq!(report.processed, 1);
-    assert!(h.env.published().is_empty(), "no payment.processed for a cancelled order");
+    assert!(
+        h.env.published().is_empty(),
+        "no payment.processed for a cancelled order"
+    );
     assert_eq!(h.row("o1").await.expect("row").status, "cancelled");
 }
 
@@ -253,7 +333,10 @@ async fn cancel_after_capture_is_parked_as_needing_a_refund() {
     h.settle(&[confirmed("o1", 100)]).await;
     let report = h.settle(&[cancelled("o1")]).await;
     assert_eq!(report.parked.len(), 1);
-    assert_eq!(report.parked[0].reason, "cancel after capture: needs a refund");
+    assert_eq!(
+        report.parked[0].reason,
+        "cancel after capture: needs a refund"
+    );
     assert_eq!(h.row("o1").await.expect("row").status, "captured");
 }
 
@@ -261,7 +344,7 @@ async fn cancel_after_capture_is_parked_as_needing_a_refund() {
 async fn a_duplicate_order_created_authorizes_once() {
     let h = Harness::new().await;
     let ev = created("o1", "tok_visa", 100);
-    h.process(&[ev.clone()]).await;
+    h.process(std::slice::from_ref(&ev)).await;
     let again = h.process(&[ev.clone(), ev]).await;
     assert_eq!(again.duplicates, 2);
     // The same order under a new event id is decided already.
@@ -273,8 +356,16 @@ async fn a_duplicate_order_created_authorizes_once() {
 #[tokio::test]
 async fn json_encoded_events_are_accepted_too() {
     let h = Harness::new().await;
-    let ev = h.env.rmq_event("payment-process", &[created("o1", "tok_visa", 100)], Encoding::Json);
-    let out = h.process.invoke(serde_json::to_value(&ev).expect("json")).await.expect("ok");
+    let ev = h.env.rmq_event(
+        "payment-process",
+        &[created("o1", "tok_visa", 100)],
+        Encoding::Json,
+    );
+    let out = h
+        .process
+        .invoke(serde_json::to_value(&ev).expect("json"))
+        .await
+        .expect("ok");
     let report: BatchReport = serde_json::from_value(out).expect("report");
     assert_eq!(report.processed, 1);
     assert_eq!(h.processed().len(), 1);

@@ -26,7 +26,12 @@ impl Harness {
         let reserve = inventory::functions::reserve(&env.ctx);
         let release = inventory::functions::release(&env.ctx);
         let products = inventory::functions::products(&env.ctx);
-        Harness { env, reserve, release, products }
+        Harness {
+            env,
+            reserve,
+            release,
+            products,
+        }
     }
 
     pub async fn seed(&self, products: &[(&str, i32)]) {
@@ -40,22 +45,34 @@ impl Harness {
                 stock: *stock,
             })
             .collect();
-        inventory::upsert_products(&self.env.ctx, &seeds).await.expect("seed");
+        inventory::upsert_products(&self.env.ctx, &seeds)
+            .await
+            .expect("seed");
         self.env.clear_published();
     }
 
-    pub async fn deliver(&self, f: &Arc<dyn Function>, queue: &str, events: &[Envelope]) -> BatchReport {
+    pub async fn deliver(
+        &self,
+        f: &Arc<dyn Function>,
+        queue: &str,
+        events: &[Envelope],
+    ) -> BatchReport {
         let ev = self.env.rmq_event(queue, events, Encoding::Protobuf);
-        let out = f.invoke(serde_json::to_value(&ev).expect("event json")).await.expect("invocation succeeds");
+        let out = f
+            .invoke(serde_json::to_value(&ev).expect("event json"))
+            .await
+            .expect("invocation succeeds");
         serde_json::from_value(out).expect("batch report")
     }
 
     pub async fn reserve(&self, events: &[Envelope]) -> BatchReport {
-        self.deliver(&self.reserve, "inventory-reserve", events).await
+        self.deliver(&self.reserve, "inventory-reserve", events)
+            .await
     }
 
     pub async fn release(&self, events: &[Envelope]) -> BatchReport {
-        self.deliver(&self.release, "inventory-release", events).await
+        self.deliver(&self.release, "inventory-release", events)
+            .await
     }
 
     pub async fn available(&self, id: &str) -> i64 {
@@ -87,18 +104,37 @@ impl Harness {
     }
 
     /// Calls `inventory-products` with a v2 request; returns status, x-stock-source, body.
-    pub async fn get(&self, route_key: &str, path: &str, params: &[(&str, &str)], query: &[(&str, &str)]) -> (i64, Option<String>, serde_json::Value) {
+    pub async fn get(
+        &self,
+        route_key: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        query: &[(&str, &str)],
+    ) -> (i64, Option<String>, serde_json::Value) {
         let mut req = shared::http::request("GET", path, route_key);
         for (k, v) in params {
             req.path_parameters.insert(k.to_string(), v.to_string());
         }
-        let q: std::collections::HashMap<String, String> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let q: std::collections::HashMap<String, String> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         req.query_string_parameters = q.into();
-        let out = self.products.invoke(serde_json::to_value(&req).expect("request json")).await.expect("invoke");
+        let out = self
+            .products
+            .invoke(serde_json::to_value(&req).expect("request json"))
+            .await
+            .expect("invoke");
         let resp: shared::http::Response = serde_json::from_value(out).expect("response");
-        let source = resp.headers.get("x-stock-source").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let source = resp
+            .headers
+            .get("x-stock-source")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = match resp.body {
-            Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(&t).expect("json body"),
+            Some(aws_lambda_events::encodings::Body::Text(t)) => {
+                serde_json::from_str(&t).expect("json body")
+            }
             _ => serde_json::Value::Null,
         };
         (resp.status_code, source, body)
@@ -113,7 +149,11 @@ pub fn created(order_id: &str, items: &[(&str, u32)]) -> Envelope {
             customer_email: "a@example.com".into(),
             items: items
                 .iter()
-                .map(|(p, q)| OrderLine { product_id: p.to_string(), quantity: *q, unit_price_cents: 1000 })
+                .map(|(p, q)| OrderLine {
+                    product_id: p.to_string(),
+                    quantity: *q,
+                    unit_price_cents: 1000,
+                })
                 .collect(),
             total_cents: 1000,
             currency: "EUR".into(),

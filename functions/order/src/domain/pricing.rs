@@ -36,7 +36,10 @@ pub enum PricingError {
     Overflow,
 }
 
-pub fn price(order: &ValidOrder, catalog: &HashMap<String, Price>) -> Result<PricedOrder, PricingError> {
+pub fn price(
+    order: &ValidOrder,
+    catalog: &HashMap<String, Price>,
+) -> Result<PricedOrder, PricingError> {
     let unknown: Vec<String> = order
         .items
         .iter()
@@ -56,7 +59,10 @@ pub fn price(order: &ValidOrder, catalog: &HashMap<String, Price>) -> Result<Pri
         if !currencies.contains(&p.currency) {
             currencies.push(p.currency.clone());
         }
-        let amount = p.price_cents.checked_mul(i64::from(line.quantity.get())).ok_or(PricingError::Overflow)?;
+        let amount = p
+            .price_cents
+            .checked_mul(i64::from(line.quantity.get()))
+            .ok_or(PricingError::Overflow)?;
         total = total.checked_add(amount).ok_or(PricingError::Overflow)?;
         lines.push(PricedLine {
             product_id: line.product_id.as_str().to_string(),
@@ -65,19 +71,30 @@ pub fn price(order: &ValidOrder, catalog: &HashMap<String, Price>) -> Result<Pri
         });
     }
     match currencies.as_slice() {
-        [currency] => Ok(PricedOrder { lines, total_cents: total, currency: currency.clone() }),
+        [currency] => Ok(PricedOrder {
+            lines,
+            total_cents: total,
+            currency: currency.clone(),
+        }),
         _ => Err(PricingError::MixedCurrency(currencies)),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::domain::request::{LineRequest, OrderRequest};
 
     fn order(lines: &[(&str, i64)]) -> ValidOrder {
         ValidOrder::try_from(OrderRequest {
-            items: lines.iter().map(|(p, q)| LineRequest { product_id: p.to_string(), quantity: *q }).collect(),
+            items: lines
+                .iter()
+                .map(|(p, q)| LineRequest {
+                    product_id: p.to_string(),
+                    quantity: *q,
+                })
+                .collect(),
             payment_token: "tok_visa".into(),
         })
         .expect("valid")
@@ -86,13 +103,25 @@ mod tests {
     fn catalog(entries: &[(&str, i64, &str)]) -> HashMap<String, Price> {
         entries
             .iter()
-            .map(|(id, cents, cur)| (id.to_string(), Price { price_cents: *cents, currency: cur.to_string() }))
+            .map(|(id, cents, cur)| {
+                (
+                    id.to_string(),
+                    Price {
+                        price_cents: *cents,
+                        currency: cur.to_string(),
+                    },
+                )
+            })
             .collect()
     }
 
     #[test]
     fn totals_come_from_catalog_prices() {
-        let priced = price(&order(&[("a", 2), ("b", 3)]), &catalog(&[("a", 1999, "EUR"), ("b", 500, "EUR")])).expect("priced");
+        let priced = price(
+            &order(&[("a", 2), ("b", 3)]),
+            &catalog(&[("a", 1999, "EUR"), ("b", 500, "EUR")]),
+        )
+        .expect("priced");
         assert_eq!(priced.total_cents, 2 * 1999 + 3 * 500);
         assert_eq!(priced.currency, "EUR");
         assert_eq!(priced.lines[0].unit_price_cents, 1999);
@@ -100,19 +129,34 @@ mod tests {
 
     #[test]
     fn unknown_products_are_all_named() {
-        let err = price(&order(&[("a", 1), ("x", 1), ("y", 1)]), &catalog(&[("a", 1, "EUR")])).unwrap_err();
-        assert_eq!(err, PricingError::UnknownProducts(vec!["x".into(), "y".into()]));
+        let err = price(
+            &order(&[("a", 1), ("x", 1), ("y", 1)]),
+            &catalog(&[("a", 1, "EUR")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PricingError::UnknownProducts(vec!["x".into(), "y".into()])
+        );
     }
 
     #[test]
     fn mixed_currencies_are_refused() {
-        let err = price(&order(&[("a", 1), ("b", 1)]), &catalog(&[("a", 1, "EUR"), ("b", 1, "USD")])).unwrap_err();
+        let err = price(
+            &order(&[("a", 1), ("b", 1)]),
+            &catalog(&[("a", 1, "EUR"), ("b", 1, "USD")]),
+        )
+        .unwrap_err();
         assert!(matches!(err, PricingError::MixedCurrency(_)));
     }
 
     #[test]
     fn an_overflowing_total_is_refused() {
-        let err = price(&order(&[("a", 1000)]), &catalog(&[("a", i64::MAX / 10, "EUR")])).unwrap_err();
+        let err = price(
+            &order(&[("a", 1000)]),
+            &catalog(&[("a", i64::MAX / 10, "EUR")]),
+        )
+        .unwrap_err();
         assert_eq!(err, PricingError::Overflow);
     }
 }

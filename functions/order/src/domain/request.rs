@@ -58,7 +58,10 @@ pub struct Quantity(u32);
 
 impl Quantity {
     pub fn parse(n: i64) -> Option<Self> {
-        u32::try_from(n).ok().filter(|q| (1..=MAX_QUANTITY).contains(q)).map(Quantity)
+        u32::try_from(n)
+            .ok()
+            .filter(|q| (1..=MAX_QUANTITY).contains(q))
+            .map(Quantity)
     }
 
     pub fn get(self) -> u32 {
@@ -73,8 +76,11 @@ pub struct PaymentToken(String);
 
 impl PaymentToken {
     pub fn parse(s: &str) -> Option<Self> {
-        (s.starts_with("tok_") && s.len() > 4 && s.len() <= 255 && s.chars().all(|c| c.is_ascii_graphic()))
-            .then(|| PaymentToken(s.to_string()))
+        (s.starts_with("tok_")
+            && s.len() > 4
+            && s.len() <= 255
+            && s.chars().all(|c| c.is_ascii_graphic()))
+        .then(|| PaymentToken(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,19 +111,31 @@ impl TryFrom<OrderRequest> for ValidOrder {
         }
         let mut items: Vec<ValidLine> = Vec::with_capacity(req.items.len());
         for (i, line) in req.items.iter().enumerate() {
-            let product_id = ProductId::parse(&line.product_id).ok_or(InvalidOrder::EmptyProduct { line: i + 1 })?;
-            let quantity = Quantity::parse(line.quantity)
-                .ok_or(InvalidOrder::Quantity { line: i + 1, quantity: line.quantity })?;
+            let product_id = ProductId::parse(&line.product_id)
+                .ok_or(InvalidOrder::EmptyProduct { line: i + 1 })?;
+            let quantity = Quantity::parse(line.quantity).ok_or(InvalidOrder::Quantity {
+                line: i + 1,
+                quantity: line.quantity,
+            })?;
             match items.iter_mut().find(|l| l.product_id == product_id) {
                 Some(existing) => {
-                    existing.quantity = Quantity::parse(i64::from(existing.quantity.get()) + i64::from(quantity.get()))
-                        .ok_or_else(|| InvalidOrder::MergedQuantity(product_id.0.clone()))?;
+                    existing.quantity = Quantity::parse(
+                        i64::from(existing.quantity.get()) + i64::from(quantity.get()),
+                    )
+                    .ok_or_else(|| InvalidOrder::MergedQuantity(product_id.0.clone()))?;
                 }
-                None => items.push(ValidLine { product_id, quantity }),
+                None => items.push(ValidLine {
+                    product_id,
+                    quantity,
+                }),
             }
         }
-        let payment_token = PaymentToken::parse(&req.payment_token).ok_or(InvalidOrder::PaymentToken)?;
-        Ok(ValidOrder { items, payment_token })
+        let payment_token =
+            PaymentToken::parse(&req.payment_token).ok_or(InvalidOrder::PaymentToken)?;
+        Ok(ValidOrder {
+            items,
+            payment_token,
+        })
     }
 }
 
@@ -135,7 +153,10 @@ impl ValidOrder {
     }
 
     pub fn product_ids(&self) -> Vec<String> {
-        self.items.iter().map(|l| l.product_id.as_str().to_string()).collect()
+        self.items
+            .iter()
+            .map(|l| l.product_id.as_str().to_string())
+            .collect()
     }
 }
 
@@ -146,7 +167,9 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     pub fn parse(s: &str) -> Option<Self> {
         let n = s.chars().count();
-        (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&n).then(|| IdempotencyKey(s.to_string()))
+        (1..=MAX_IDEMPOTENCY_KEY_LEN)
+            .contains(&n)
+            .then(|| IdempotencyKey(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -155,19 +178,27 @@ impl IdempotencyKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn req(lines: &[(&str, i64)], token: &str) -> OrderRequest {
         OrderRequest {
-            items: lines.iter().map(|(p, q)| LineRequest { product_id: p.to_string(), quantity: *q }).collect(),
+            items: lines
+                .iter()
+                .map(|(p, q)| LineRequest {
+                    product_id: p.to_string(),
+                    quantity: *q,
+                })
+                .collect(),
             payment_token: token.to_string(),
         }
     }
 
     #[test]
     fn a_well_formed_request_becomes_a_valid_order() {
-        let order = ValidOrder::try_from(req(&[("sku-1", 2), ("sku-2", 1000)], "tok_visa")).expect("valid");
+        let order =
+            ValidOrder::try_from(req(&[("sku-1", 2), ("sku-2", 1000)], "tok_visa")).expect("valid");
         assert_eq!(order.items.len(), 2);
         assert_eq!(order.items[1].quantity.get(), 1000);
         assert_eq!(order.payment_token.as_str(), "tok_visa");
@@ -177,7 +208,13 @@ mod tests {
     fn quantity_zero_negative_or_over_a_thousand_is_rejected() {
         for q in [0, -1, 1001, i64::MAX] {
             let err = ValidOrder::try_from(req(&[("sku-1", q)], "tok_visa")).unwrap_err();
-            assert_eq!(err, InvalidOrder::Quantity { line: 1, quantity: q });
+            assert_eq!(
+                err,
+                InvalidOrder::Quantity {
+                    line: 1,
+                    quantity: q
+                }
+            );
         }
     }
 
@@ -186,8 +223,14 @@ mod tests {
         let ids: Vec<String> = (0..101).map(|i| format!("sku-{i}")).collect();
         let lines = |n: usize| ids[..n].iter().map(|p| (p.as_str(), 1)).collect::<Vec<_>>();
         assert!(ValidOrder::try_from(req(&lines(100), "tok_visa")).is_ok());
-        assert_eq!(ValidOrder::try_from(req(&lines(101), "tok_visa")).unwrap_err(), InvalidOrder::LineCount(101));
-        assert_eq!(ValidOrder::try_from(req(&[], "tok_visa")).unwrap_err(), InvalidOrder::LineCount(0));
+        assert_eq!(
+            ValidOrder::try_from(req(&lines(101), "tok_visa")).unwrap_err(),
+            InvalidOrder::LineCount(101)
+        );
+        assert_eq!(
+            ValidOrder::try_from(req(&[], "tok_visa")).unwrap_err(),
+            InvalidOrder::LineCount(0)
+        );
     }
 
     #[test]
@@ -209,8 +252,13 @@ mod tests {
 
     #[test]
     fn lines_for_the_same_product_are_merged_within_the_limit() {
-        let order = ValidOrder::try_from(req(&[("a", 2), ("b", 1), ("a", 3)], "tok_visa")).expect("valid");
-        let merged: Vec<(&str, u32)> = order.items.iter().map(|l| (l.product_id.as_str(), l.quantity.get())).collect();
+        let order =
+            ValidOrder::try_from(req(&[("a", 2), ("b", 1), ("a", 3)], "tok_visa")).expect("valid");
+        let merged: Vec<(&str, u32)> = order
+            .items
+            .iter()
+            .map(|l| (l.product_id.as_str(), l.quantity.get()))
+            .collect();
         assert_eq!(merged, vec![("a", 5), ("b", 1)]);
         let err = ValidOrder::try_from(req(&[("a", 600), ("a", 600)], "tok_visa")).unwrap_err();
         assert_eq!(err, InvalidOrder::MergedQuantity("a".into()));
@@ -223,7 +271,9 @@ mod tests {
             ValidOrder::try_from(r).expect("valid").request_hash()
         };
         let a = parse(r#"{"items":[{"product_id":"a","quantity":1}],"payment_token":"tok_visa"}"#);
-        let b = parse(r#"{ "payment_token" : "tok_visa", "items" : [ {"quantity":1, "product_id":"a"} ] }"#);
+        let b = parse(
+            r#"{ "payment_token" : "tok_visa", "items" : [ {"quantity":1, "product_id":"a"} ] }"#,
+        );
         let c = parse(r#"{"items":[{"product_id":"a","quantity":2}],"payment_token":"tok_visa"}"#);
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -239,7 +289,10 @@ mod tests {
             r#"{"items":[{"product_id":"a","quantity":1}]}"#,
             r#"{"items":[{"product_id":"a","quantity":1e30}],"payment_token":"tok_visa"}"#,
         ] {
-            assert!(serde_json::from_str::<OrderRequest>(json).is_err(), "{json}");
+            assert!(
+                serde_json::from_str::<OrderRequest>(json).is_err(),
+                "{json}"
+            );
         }
     }
 

@@ -61,7 +61,12 @@ pub enum Decision {
 impl SagaState {
     /// A freshly created order.
     pub const fn pending() -> Self {
-        SagaState { status: Status::Pending, reason: None, stock: None, payment: None }
+        SagaState {
+            status: Status::Pending,
+            reason: None,
+            stock: None,
+            payment: None,
+        }
     }
 
     pub fn is_final(&self) -> bool {
@@ -100,7 +105,9 @@ pub fn step(state: SagaState, input: Input) -> (SagaState, Option<Decision>) {
         // Out of stock takes precedence over a declined payment: the order could never have
         // been fulfilled, whatever the card said.
         (Some(StockResult::Rejected), Some(_)) => Decision::Cancel(Reason::OutOfStock),
-        (Some(StockResult::Reserved), Some(PaymentResult::Failed)) => Decision::Cancel(Reason::PaymentDeclined),
+        (Some(StockResult::Reserved), Some(PaymentResult::Failed)) => {
+            Decision::Cancel(Reason::PaymentDeclined)
+        }
         _ => return (next, None),
     };
     match decision {
@@ -209,6 +216,7 @@ impl fmt::Display for Reason {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
@@ -238,11 +246,14 @@ mod tests {
     }
 
     fn run(inputs: &[Input]) -> (SagaState, Vec<Decision>) {
-        inputs.iter().fold((SagaState::pending(), Vec::new()), |(state, mut decisions), &input| {
-            let (next, decision) = step(state, input);
-            decisions.extend(decision);
-            (next, decisions)
-        })
+        inputs.iter().fold(
+            (SagaState::pending(), Vec::new()),
+            |(state, mut decisions), &input| {
+                let (next, decision) = step(state, input);
+                decisions.extend(decision);
+                (next, decisions)
+            },
+        )
     }
 
     const STOCK: [Input; 2] = [Input::StockReserved, Input::StockRejected];
@@ -250,11 +261,19 @@ mod tests {
 
     fn expected(stock: Input, payment: Input) -> (Status, Option<Reason>, Decision) {
         match (stock, payment) {
-            (Input::StockReserved, Input::PaymentSucceeded) => (Status::Confirmed, None, Decision::Confirm),
-            (Input::StockRejected, _) => {
-                (Status::Cancelled, Some(Reason::OutOfStock), Decision::Cancel(Reason::OutOfStock))
+            (Input::StockReserved, Input::PaymentSucceeded) => {
+                (Status::Confirmed, None, Decision::Confirm)
             }
-            _ => (Status::Cancelled, Some(Reason::PaymentDeclined), Decision::Cancel(Reason::PaymentDeclined)),
+            (Input::StockRejected, _) => (
+                Status::Cancelled,
+                Some(Reason::OutOfStock),
+                Decision::Cancel(Reason::OutOfStock),
+            ),
+            _ => (
+                Status::Cancelled,
+                Some(Reason::PaymentDeclined),
+                Decision::Cancel(Reason::PaymentDeclined),
+            ),
         }
     }
 
@@ -281,12 +300,20 @@ mod tests {
                         .iter()
                         .map(|order| {
                             let (state, decisions) = run(order);
-                            assert_eq!(decisions, vec![decision], "exactly one decision for {order:?}");
+                            assert_eq!(
+                                decisions,
+                                vec![decision],
+                                "exactly one decision for {order:?}"
+                            );
                             assert_eq!((state.status, state.reason), (status, reason), "{order:?}");
                             state
                         })
                         .collect();
-                    assert_eq!(finals.len(), 1, "one final state for {stock:?} x {payment:?}: {finals:?}");
+                    assert_eq!(
+                        finals.len(),
+                        1,
+                        "one final state for {stock:?} x {payment:?}: {finals:?}"
+                    );
                 }
             }
         }
@@ -315,21 +342,41 @@ mod tests {
 
     #[test]
     fn the_first_result_of_a_kind_wins_over_a_contradicting_redelivery() {
-        let (state, decisions) = run(&[Input::StockReserved, Input::StockRejected, Input::PaymentSucceeded]);
+        let (state, decisions) = run(&[
+            Input::StockReserved,
+            Input::StockRejected,
+            Input::PaymentSucceeded,
+        ]);
         assert_eq!(state.stock, Some(StockResult::Reserved));
         assert_eq!(decisions, vec![Decision::Confirm]);
-        let (state, decisions) = run(&[Input::PaymentFailed, Input::PaymentSucceeded, Input::StockReserved]);
+        let (state, decisions) = run(&[
+            Input::PaymentFailed,
+            Input::PaymentSucceeded,
+            Input::StockReserved,
+        ]);
         assert_eq!(state.payment, Some(PaymentResult::Failed));
         assert_eq!(decisions, vec![Decision::Cancel(Reason::PaymentDeclined)]);
     }
 
     #[test]
     fn expiry_cancels_a_pending_order_whatever_it_already_knows() {
-        for known in [vec![], vec![Input::StockReserved], vec![Input::PaymentSucceeded], vec![Input::StockRejected]] {
+        for known in [
+            vec![],
+            vec![Input::StockReserved],
+            vec![Input::PaymentSucceeded],
+            vec![Input::StockRejected],
+        ] {
             let (state, _) = run(&known);
             let (state, decision) = step(state, Input::Expired);
-            assert_eq!(decision, Some(Decision::Cancel(Reason::Expired)), "after {known:?}");
-            assert_eq!((state.status, state.reason), (Status::Cancelled, Some(Reason::Expired)));
+            assert_eq!(
+                decision,
+                Some(Decision::Cancel(Reason::Expired)),
+                "after {known:?}"
+            );
+            assert_eq!(
+                (state.status, state.reason),
+                (Status::Cancelled, Some(Reason::Expired))
+            );
         }
     }
 
@@ -348,7 +395,13 @@ mod tests {
     #[test]
     fn a_late_result_after_expiry_changes_nothing() {
         let (expired, _) = run(&[Input::Expired]);
-        for input in [Input::StockReserved, Input::StockRejected, Input::PaymentSucceeded, Input::PaymentFailed, Input::Expired] {
+        for input in [
+            Input::StockReserved,
+            Input::StockRejected,
+            Input::PaymentSucceeded,
+            Input::PaymentFailed,
+            Input::Expired,
+        ] {
             let (after, decision) = step(expired, input);
             assert_eq!(decision, None, "{input:?}");
             assert_eq!(after, expired, "{input:?}");
@@ -364,7 +417,10 @@ mod tests {
                     let (state, decisions) = run(&order);
                     assert_eq!(decisions.len(), 1, "{order:?}");
                     let expired_first = order.iter().position(|i| *i == Input::Expired)
-                        < [stock, payment].iter().filter_map(|k| order.iter().position(|i| i == k)).max();
+                        < [stock, payment]
+                            .iter()
+                            .filter_map(|k| order.iter().position(|i| i == k))
+                            .max();
                     if expired_first {
                         assert_eq!(decisions[0], Decision::Cancel(Reason::Expired), "{order:?}");
                         assert_eq!(state.reason, Some(Reason::Expired));

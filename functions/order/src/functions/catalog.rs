@@ -12,22 +12,36 @@ use std::sync::Arc;
 pub struct CatalogHandler;
 
 pub fn catalog(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    Arc::new(shared::lambda::RmqFunction(ctx.batch_runner(CatalogHandler)))
+    Arc::new(shared::lambda::RmqFunction(
+        ctx.batch_runner(CatalogHandler),
+    ))
 }
 
 /// The contract's message as a catalog entry, or why it can never be one.
 fn entry(p: &ProductUpdated) -> Result<CatalogEntry, HandleError> {
     if p.product_id.trim().is_empty() {
-        return Err(HandleError::permanent("product.updated without a product_id"));
+        return Err(HandleError::permanent(
+            "product.updated without a product_id",
+        ));
     }
     if p.price_cents < 0 {
-        return Err(HandleError::permanent(format!("product {} has a negative price", p.product_id)));
+        return Err(HandleError::permanent(format!(
+            "product {} has a negative price",
+            p.product_id
+        )));
     }
     if p.currency.trim().is_empty() {
-        return Err(HandleError::permanent(format!("product {} has an invalid currency {:?}", p.product_id, p.currency)));
+        return Err(HandleError::permanent(format!(
+            "product {} has an invalid currency {:?}",
+            p.product_id, p.currency
+        )));
     }
-    let version = i64::try_from(p.version)
-        .map_err(|_| HandleError::permanent(format!("product {} has an out-of-range version", p.product_id)))?;
+    let version = i64::try_from(p.version).map_err(|_| {
+        HandleError::permanent(format!(
+            "product {} has an out-of-range version",
+            p.product_id
+        ))
+    })?;
     Ok(CatalogEntry {
         product_id: p.product_id.clone(),
         name: p.name.clone(),
@@ -49,9 +63,16 @@ impl MessageHandler for CatalogHandler {
         crate::SCHEMA
     }
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<()>, HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<()>, HandleError> {
         let Payload::ProductUpdated(p) = env.payload() else {
-            return Err(HandleError::permanent(format!("unexpected event type {}", env.event_type)));
+            return Err(HandleError::permanent(format!(
+                "unexpected event type {}",
+                env.event_type
+            )));
         };
         let entry = entry(p)?;
         let changed = upsert_if_newer(tx, &entry).await?;

@@ -59,20 +59,21 @@ impl CreateOrder {
         let order = ValidOrder::try_from(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let key = match header(&req, "idempotency-key") {
             None => None,
-            Some(raw) => Some(
-                IdempotencyKey::parse(raw)
-                    .ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"))?,
-            ),
+            Some(raw) => Some(IdempotencyKey::parse(raw).ok_or_else(|| {
+                ApiError::bad_request("Idempotency-Key must be 1 to 255 characters")
+            })?),
         };
         let request_hash = order.request_hash();
         if let Some(key) = &key
-            && let Some(stored) = idempotency::find(&self.ctx.pool, session.user_id, key.as_str()).await?
+            && let Some(stored) =
+                idempotency::find(&self.ctx.pool, session.user_id, key.as_str()).await?
         {
             return replay(stored, &request_hash);
         }
         let prices = catalog::prices(&self.ctx.pool, &order.product_ids()).await?;
         let priced = pricing::price(&order, &prices).map_err(pricing_error)?;
-        self.insert(&session, &order, &priced, key.as_ref(), &request_hash).await
+        self.insert(&session, &order, &priced, key.as_ref(), &request_hash)
+            .await
     }
 
     async fn insert(
@@ -90,12 +91,26 @@ impl CreateOrder {
         // The key is claimed first: a concurrent request with the same key waits here for
         // ours to finish, then finds it taken and answers from what we stored.
         if let Some(key) = key
-            && !idempotency::claim(&mut tx, session.user_id, key.as_str(), request_hash, 202, &answer).await?
+            && !idempotency::claim(
+                &mut tx,
+                session.user_id,
+                key.as_str(),
+                request_hash,
+                202,
+                &answer,
+            )
+            .await?
         {
             tx.rollback().await?;
             let stored = idempotency::find(&self.ctx.pool, session.user_id, key.as_str())
                 .await?
-                .ok_or_else(|| ApiError::new(409, "conflict", "a concurrent request with this Idempotency-Key failed, retry"))?;
+                .ok_or_else(|| {
+                    ApiError::new(
+                        409,
+                        "conflict",
+                        "a concurrent request with this Idempotency-Key failed, retry",
+                    )
+                })?;
             return replay(stored, request_hash);
         }
         let new = orders::NewOrder {
@@ -115,7 +130,12 @@ impl CreateOrder {
     }
 }
 
-fn order_created(order_id: Uuid, session: &Session, order: &ValidOrder, priced: &PricedOrder) -> Envelope {
+fn order_created(
+    order_id: Uuid,
+    session: &Session,
+    order: &ValidOrder,
+    priced: &PricedOrder,
+) -> Envelope {
     Envelope::new(
         Payload::OrderCreated(OrderCreated {
             order_id: order_id.to_string(),

@@ -2,9 +2,9 @@
 //! timeline; anyone else's, or a malformed id, is 404.
 
 use crate::pg::views;
+use shared::Function;
 use shared::context::Context;
 use shared::http::{ApiError, Request, Response, authenticate, json_response, path_param};
-use shared::Function;
 use std::sync::Arc;
 
 pub const ROUTE: &str = "GET /orders/{id}";
@@ -27,7 +27,8 @@ impl GetOrder {
             return Err(ApiError::not_found("route"));
         }
         let session = authenticate(&self.ctx.sessions, &req).await?;
-        let Some(order_id) = path_param(&req, "id").and_then(|id| uuid::Uuid::parse_str(id).ok()) else {
+        let Some(order_id) = path_param(&req, "id").and_then(|id| uuid::Uuid::parse_str(id).ok())
+        else {
             return Err(ApiError::not_found("order"));
         };
         let view = views::order_for_owner(&self.ctx.pool, order_id, session.user_id)

@@ -25,9 +25,15 @@ fn input_of(env: &Envelope) -> Result<(&str, Input), HandleError> {
         Payload::PaymentProcessed(e) => match PaymentStatus::try_from(e.status) {
             Ok(PaymentStatus::Success) => Ok((&e.order_id, Input::PaymentSucceeded)),
             Ok(PaymentStatus::Failed) => Ok((&e.order_id, Input::PaymentFailed)),
-            _ => Err(HandleError::permanent(format!("payment.processed with an invalid status {}", e.status))),
+            _ => Err(HandleError::permanent(format!(
+                "payment.processed with an invalid status {}",
+                e.status
+            ))),
         },
-        _ => Err(HandleError::permanent(format!("unexpected event type {}", env.event_type))),
+        _ => Err(HandleError::permanent(format!(
+            "unexpected event type {}",
+            env.event_type
+        ))),
     }
 }
 
@@ -43,7 +49,11 @@ impl MessageHandler for SagaHandler {
         crate::SCHEMA
     }
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<()>, HandleError> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<()>, HandleError> {
         let (order_id, input) = input_of(env)?;
         let order_id = uuid::Uuid::parse_str(order_id)
             .map_err(|_| HandleError::permanent(format!("invalid order id {order_id:?}")))?;

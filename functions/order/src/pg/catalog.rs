@@ -16,12 +16,24 @@ pub struct CatalogEntry {
 
 /// Prices of the given products; absent ids are unknown products.
 pub async fn prices(pool: &PgPool, product_ids: &[String]) -> sqlx::Result<HashMap<String, Price>> {
-    let rows: Vec<(String, i64, String)> =
-        sqlx::query_as("SELECT product_id, price_cents, currency FROM orders.catalog WHERE product_id = ANY($1)")
-            .bind(product_ids)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(id, price_cents, currency)| (id, Price { price_cents, currency })).collect())
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT product_id, price_cents, currency FROM orders.catalog WHERE product_id = ANY($1)",
+    )
+    .bind(product_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, price_cents, currency)| {
+            (
+                id,
+                Price {
+                    price_cents,
+                    currency,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Inserts or updates the entry, only when its version is newer than the stored one (an
@@ -46,5 +58,7 @@ pub async fn upsert_if_newer(conn: &mut PgConnection, entry: &CatalogEntry) -> s
 }
 
 pub async fn len(pool: &PgPool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM orders.catalog").fetch_one(pool).await
+    sqlx::query_scalar("SELECT count(*) FROM orders.catalog")
+        .fetch_one(pool)
+        .await
 }

@@ -18,11 +18,13 @@ pub async fn find(pool: &PgPool, user_id: Uuid, key: &str) -> sqlx::Result<Optio
             .bind(key)
             .fetch_optional(pool)
             .await?;
-    Ok(row.map(|(request_hash, status_code, response)| StoredResponse {
-        request_hash,
-        status_code: u16::try_from(status_code).unwrap_or(500),
-        response,
-    }))
+    Ok(
+        row.map(|(request_hash, status_code, response)| StoredResponse {
+            request_hash,
+            status_code: u16::try_from(status_code).unwrap_or(500),
+            response,
+        }),
+    )
 }
 
 /// Claims the key in the caller's transaction. False when another request holds it: with a

@@ -35,7 +35,10 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
     let lines = &order.priced.lines;
     let numbers: Vec<i32> = (1..).take(lines.len()).collect();
     let products: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
-    let quantities: Vec<i32> = lines.iter().map(|l| i32::try_from(l.quantity).unwrap_or(i32::MAX)).collect();
+    let quantities: Vec<i32> = lines
+        .iter()
+        .map(|l| i32::try_from(l.quantity).unwrap_or(i32::MAX))
+        .collect();
     let prices: Vec<i64> = lines.iter().map(|l| l.unit_price_cents).collect();
     sqlx::query(
         "INSERT INTO orders.order_items (order_id, line, product_id, quantity, unit_price_cents)
@@ -62,10 +65,19 @@ pub struct LockedOrder {
     pub state: SagaState,
 }
 
-type SagaRow = (Uuid, Uuid, String, i64, String, String, Option<String>, Option<String>, Option<String>);
+type SagaRow = (
+    Uuid,
+    Uuid,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
-const SAGA_COLUMNS: &str =
-    "order_id, user_id, customer_email, total_cents, currency, status, reason, stock_result, payment_result";
+const SAGA_COLUMNS: &str = "order_id, user_id, customer_email, total_cents, currency, status, reason, stock_result, payment_result";
 
 /// The row holds an order that violates our own CHECK constraints: a bug, not bad input.
 #[derive(Debug, thiserror::Error)]
@@ -75,15 +87,29 @@ pub struct CorruptRow {
 }
 
 fn locked(row: SagaRow) -> Result<LockedOrder, CorruptRow> {
-    let (order_id, user_id, customer_email, total_cents, currency, status, reason, stock, payment) = row;
+    let (order_id, user_id, customer_email, total_cents, currency, status, reason, stock, payment) =
+        row;
     let corrupt = || CorruptRow { order_id };
     let state = SagaState {
         status: Status::parse(&status).ok_or_else(corrupt)?,
-        reason: reason.map(|r| Reason::parse(&r).ok_or_else(corrupt)).transpose()?,
-        stock: stock.map(|s| StockResult::parse(&s).ok_or_else(corrupt)).transpose()?,
-        payment: payment.map(|p| PaymentResult::parse(&p).ok_or_else(corrupt)).transpose()?,
+        reason: reason
+            .map(|r| Reason::parse(&r).ok_or_else(corrupt))
+            .transpose()?,
+        stock: stock
+            .map(|s| StockResult::parse(&s).ok_or_else(corrupt))
+            .transpose()?,
+        payment: payment
+            .map(|p| PaymentResult::parse(&p).ok_or_else(corrupt))
+            .transpose()?,
     };
-    Ok(LockedOrder { order_id, user_id, customer_email, total_cents, currency, state })
+    Ok(LockedOrder {
+        order_id,
+        user_id,
+        customer_email,
+        total_cents,
+        currency,
+        state,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +121,10 @@ pub enum LoadError {
 }
 
 /// `SELECT ... FOR UPDATE` of one order: concurrent results for the same order serialise here.
-pub async fn lock(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<LockedOrder>, LoadError> {
+pub async fn lock(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<LockedOrder>, LoadError> {
     let row: Option<SagaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SAGA_COLUMNS} FROM orders.orders WHERE order_id = $1 FOR UPDATE"
     )))
@@ -107,7 +136,10 @@ pub async fn lock(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Lock
 
 /// Up to `limit` PENDING orders past their deadline, locked; rows another expiry run (or a
 /// saga transaction) holds are skipped, not waited for.
-pub async fn lock_due_for_expiry(conn: &mut PgConnection, limit: i64) -> Result<Vec<LockedOrder>, LoadError> {
+pub async fn lock_due_for_expiry(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<LockedOrder>, LoadError> {
     let rows: Vec<SagaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SAGA_COLUMNS} FROM orders.orders
          WHERE status = 'PENDING' AND deadline_at <= now()
@@ -120,7 +152,11 @@ pub async fn lock_due_for_expiry(conn: &mut PgConnection, limit: i64) -> Result<
 }
 
 /// Persists the saga state; `finalized_at` is set once, when the order leaves PENDING.
-pub async fn save_state(conn: &mut PgConnection, order_id: Uuid, state: &SagaState) -> sqlx::Result<()> {
+pub async fn save_state(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    state: &SagaState,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE orders.orders
          SET status = $2, reason = $3, stock_result = $4, payment_result = $5, updated_at = now(),

@@ -36,11 +36,23 @@ pub struct OrderView {
     pub updated_at: DateTime<Utc>,
 }
 
-type HeadRow = (Uuid, String, Option<String>, i64, String, DateTime<Utc>, DateTime<Utc>);
+type HeadRow = (
+    Uuid,
+    String,
+    Option<String>,
+    i64,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
 
 /// The order when `user_id` owns it; `None` for a missing order and for someone else's
 /// (the API answers 404 to both, so order ids cannot be probed).
-pub async fn order_for_owner(pool: &PgPool, order_id: Uuid, user_id: Uuid) -> sqlx::Result<Option<OrderView>> {
+pub async fn order_for_owner(
+    pool: &PgPool,
+    order_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<Option<OrderView>> {
     let head: Option<HeadRow> = sqlx::query_as(
         "SELECT order_id, status, reason, total_cents, currency, created_at, updated_at
          FROM orders.orders WHERE order_id = $1 AND user_id = $2",
@@ -49,7 +61,8 @@ pub async fn order_for_owner(pool: &PgPool, order_id: Uuid, user_id: Uuid) -> sq
     .bind(user_id)
     .fetch_optional(pool)
     .await?;
-    let Some((order_id, status, reason, total_cents, currency, created_at, updated_at)) = head else {
+    let Some((order_id, status, reason, total_cents, currency, created_at, updated_at)) = head
+    else {
         return Ok(None);
     };
     let items: Vec<(String, i32, i64)> = sqlx::query_as(
@@ -60,10 +73,24 @@ pub async fn order_for_owner(pool: &PgPool, order_id: Uuid, user_id: Uuid) -> sq
     .await?;
     let items = items
         .into_iter()
-        .map(|(product_id, quantity, unit_price_cents)| ItemView { product_id, quantity, unit_price_cents })
+        .map(|(product_id, quantity, unit_price_cents)| ItemView {
+            product_id,
+            quantity,
+            unit_price_cents,
+        })
         .collect();
     let timeline = timeline(pool, order_id).await?;
-    Ok(Some(OrderView { order_id, status, reason, total_cents, currency, items, timeline, created_at, updated_at }))
+    Ok(Some(OrderView {
+        order_id,
+        status,
+        reason,
+        total_cents,
+        currency,
+        items,
+        timeline,
+        created_at,
+        updated_at,
+    }))
 }
 
 /// What this service consumed (inbox) and published (outbox) for the order, oldest first.
@@ -81,7 +108,12 @@ pub async fn timeline(pool: &PgPool, order_id: Uuid) -> sqlx::Result<Vec<Timelin
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(event_type, at, source, event_id)| TimelineEntry { event_type, at, source, event_id })
+        .map(|(event_type, at, source, event_id)| TimelineEntry {
+            event_type,
+            at,
+            source,
+            event_id,
+        })
         .collect())
 }
 
@@ -105,9 +137,13 @@ pub async fn all_orders(pool: &PgPool) -> sqlx::Result<Vec<OrderRow>> {
         sqlx::query_as("SELECT order_id, product_id, quantity::bigint FROM orders.order_items ORDER BY order_id, line")
             .fetch_all(pool)
             .await?;
-    let mut by_order: std::collections::HashMap<Uuid, Vec<(String, i64)>> = std::collections::HashMap::new();
+    let mut by_order: std::collections::HashMap<Uuid, Vec<(String, i64)>> =
+        std::collections::HashMap::new();
     for (order_id, product_id, quantity) in lines {
-        by_order.entry(order_id).or_default().push((product_id, quantity));
+        by_order
+            .entry(order_id)
+            .or_default()
+            .push((product_id, quantity));
     }
     Ok(heads
         .into_iter()

@@ -4,7 +4,10 @@
 
 use aws_lambda_events::http::{HeaderName, HeaderValue};
 use serde_json::Value;
-use shared::contracts::{PaymentProcessed, PaymentStatus, Payload, ProductUpdated, RejectReason, StockRejected, StockReserved};
+use shared::contracts::{
+    Payload, PaymentProcessed, PaymentStatus, ProductUpdated, RejectReason, StockRejected,
+    StockReserved,
+};
 use shared::session::Session;
 use shared::testing::TestEnv;
 use shared::{Encoding, Envelope, Function};
@@ -65,23 +68,37 @@ impl Harness {
             .env
             .ctx
             .sessions
-            .create(&Session { user_id, email: email.clone() })
+            .create(&Session {
+                user_id,
+                email: email.clone(),
+            })
             .await
             .expect("session in Redis");
-        User { user_id, email, token }
+        User {
+            user_id,
+            email,
+            token,
+        }
     }
 
     /// Delivers envelopes on a queue, as the trigger would; returns the batch report.
     pub async fn deliver(&self, f: &Arc<dyn Function>, queue: &str, envs: &[Envelope]) -> Value {
         let ev = self.env.rmq_event(queue, envs, Encoding::Protobuf);
-        f.invoke(serde_json::to_value(&ev).unwrap()).await.expect("batch succeeds")
+        f.invoke(serde_json::to_value(&ev).unwrap())
+            .await
+            .expect("batch succeeds")
     }
 
     pub async fn to_saga(&self, envs: &[Envelope]) -> Value {
         self.deliver(&self.saga, "order-saga", envs).await
     }
 
-    pub async fn post_order(&self, token: Option<&str>, body: &str, key: Option<&str>) -> (u16, Value) {
+    pub async fn post_order(
+        &self,
+        token: Option<&str>,
+        body: &str,
+        key: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = shared::http::request("POST", "/orders", "POST /orders");
         req.body = Some(body.to_string());
         if let Some(token) = token {
@@ -91,7 +108,10 @@ impl Harness {
             );
         }
         if let Some(key) = key {
-            req.headers.insert(HeaderName::from_static("idempotency-key"), HeaderValue::from_str(key).unwrap());
+            req.headers.insert(
+                HeaderName::from_static("idempotency-key"),
+                HeaderValue::from_str(key).unwrap(),
+            );
         }
         call(&self.create, req).await
     }
@@ -108,7 +128,9 @@ impl Harness {
 
     /// Places a valid order and returns its id and the `order.created` published for it.
     pub async fn place(&self, user: &User, token: &str) -> (Uuid, Envelope) {
-        let body = format!(r#"{{"items":[{{"product_id":"sku-1","quantity":2}}],"payment_token":"{token}"}}"#);
+        let body = format!(
+            r#"{{"items":[{{"product_id":"sku-1","quantity":2}}],"payment_token":"{token}"}}"#
+        );
         let (status, answer) = self.post_order(Some(&user.token), &body, None).await;
         assert_eq!(status, 202, "{answer}");
         let id = Uuid::parse_str(answer["order_id"].as_str().unwrap()).unwrap();
@@ -122,7 +144,12 @@ impl Harness {
     }
 
     pub async fn order_row(&self, id: Uuid) -> order::OrderRow {
-        order::orders(&self.env.ctx.pool).await.unwrap().into_iter().find(|o| o.order_id == id).expect("order row")
+        order::orders(&self.env.ctx.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.order_id == id)
+            .expect("order row")
     }
 
     /// Published decisions (`order.confirmed` / `order.cancelled`) for an order.
@@ -137,9 +164,15 @@ impl Harness {
 }
 
 pub async fn call(f: &Arc<dyn Function>, req: shared::http::Request) -> (u16, Value) {
-    let out = f.invoke(serde_json::to_value(&req).unwrap()).await.expect("http function answers");
+    let out = f
+        .invoke(serde_json::to_value(&req).unwrap())
+        .await
+        .expect("http function answers");
     let status = out["statusCode"].as_u64().unwrap() as u16;
-    let body = out["body"].as_str().map(|b| serde_json::from_str(b).unwrap()).unwrap_or(Value::Null);
+    let body = out["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .unwrap_or(Value::Null);
     (status, body)
 }
 
@@ -158,7 +191,10 @@ pub fn product(id: &str, price_cents: i64, currency: &str, version: u64) -> Enve
 
 pub fn reserved(created: &Envelope) -> Envelope {
     Envelope::new(
-        Payload::StockReserved(StockReserved { order_id: created.correlation_id.clone(), items: vec![] }),
+        Payload::StockReserved(StockReserved {
+            order_id: created.correlation_id.clone(),
+            items: vec![],
+        }),
         Some(created),
     )
 }
@@ -178,11 +214,19 @@ pub fn payment(created: &Envelope, ok: bool) -> Envelope {
     Envelope::new(
         Payload::PaymentProcessed(PaymentProcessed {
             order_id: created.correlation_id.clone(),
-            status: if ok { PaymentStatus::Success } else { PaymentStatus::Failed } as i32,
+            status: if ok {
+                PaymentStatus::Success
+            } else {
+                PaymentStatus::Failed
+            } as i32,
             payment_id: Uuid::new_v4().to_string(),
             amount_cents: 3998,
             currency: "EUR".into(),
-            decline_code: if ok { String::new() } else { "card_declined".into() },
+            decline_code: if ok {
+                String::new()
+            } else {
+                "card_declined".into()
+            },
             last4: "4242".into(),
         }),
         Some(created),
