@@ -73,7 +73,8 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
                     _ => "tok_visa",
                 };
                 let limited = i % 4 == 1;
-                let mut items = vec![json!({"product_id": ["sku-coffee", "sku-mug", "sku-grinder", "sku-kettle"][i % 4], "quantity": 1 + i % 3})];
+                let product = ["sku-coffee", "sku-mug", "sku-grinder", "sku-kettle"][i % 4];
+                let mut items = vec![json!({"product_id": product, "quantity": 1 + i % 3})];
                 if limited {
                     items.push(json!({"product_id": "sku-limited", "quantity": 1}));
                 }

@@ -15,8 +15,7 @@ pub struct StockLevel {
     pub available: i64,
 }
 
-/// Upserts the products and sets their stock (`initial = available = stock`) in one
-/// transaction with a `product.updated` event each, publishes those after the commit, then
+/// Upserts the products and sets their stock (`available = stock`) in one transaction with a `product.updated` event each, publishes those after the commit, then
 /// refreshes the products' cache entries.
 pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow::Result<()> {
     for p in products {
@@ -28,11 +27,17 @@ pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow:
     let mut figures = Vec::with_capacity(products.len());
     for p in products {
         let (version, available): (i64, i32) = sqlx::query_as(
+            // `initial` counts what is on the shelf plus what orders already hold, so that
+            // re-seeding a running system keeps `initial = available + held` (invariant 2).
             "INSERT INTO inventory.products (product_id, name, price_cents, currency, initial, available, version, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5, 1, now())
              ON CONFLICT (product_id) DO UPDATE SET
                  name = excluded.name, price_cents = excluded.price_cents, currency = excluded.currency,
-                 initial = excluded.initial, available = excluded.available,
+                 initial = excluded.available + COALESCE((
+                     SELECT sum(line.quantity) FROM inventory.reservations r,
+                            jsonb_to_recordset(r.items) AS line(product_id text, quantity int)
+                     WHERE r.status = 'reserved' AND line.product_id = excluded.product_id), 0),
+                 available = excluded.available,
                  version = inventory.products.version + 1, updated_at = now()
              RETURNING version, available",
         )

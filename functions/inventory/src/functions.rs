@@ -211,3 +211,8 @@ impl MessageHandler for Release {
         refresh_cache(&self.cache, effects).await;
     }
 }
+
+/// `inventory-relay` (schedule): re-sends outbox rows a crash or a broker outage left behind.
+pub fn relay(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    shared::lambda::outbox_relay(ctx, crate::SCHEMA)
+}

@@ -33,4 +33,5 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("inventory-reserve", functions::reserve),
     ("inventory-release", functions::release),
     ("inventory-products", functions::products),
+    ("inventory-relay", functions::relay),
 ];

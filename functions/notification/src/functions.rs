@@ -116,3 +116,11 @@ pub fn send_with(ctx: &Context, channel: Arc<dyn NotificationChannel>) -> Arc<dy
     let handler = SendHandler::new(ctx.pool.clone(), channel);
     Arc::new(RmqFunction(ctx.batch_runner(handler)))
 }
+
+/// Binary name of the outbox relay.
+pub const RELAY: &str = "notification-relay";
+
+/// `notification-relay` (schedule): re-sends outbox rows a crash or an outage left behind.
+pub fn relay(ctx: &Context) -> Arc<dyn Function> {
+    shared::lambda::outbox_relay(ctx, crate::SCHEMA)
+}

@@ -229,3 +229,16 @@ async fn another_users_order_or_a_malformed_id_is_404() {
     );
     assert_eq!(h.get_order("ofs_bogus", &id.to_string()).await.0, 401);
 }
+
+#[tokio::test]
+async fn with_the_session_store_down_it_is_503_not_401() {
+    let env =
+        shared::testing::TestEnv::with_config(|c| c.redis_url = "redis://127.0.0.1:1".into()).await;
+    let h = Harness::from_env(env).await;
+    let (status, body) = h.post_order(Some("ofs_anything"), ONE_LINE, None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "dependency_unavailable"),
+        "{body}"
+    );
+}

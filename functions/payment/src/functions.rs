@@ -264,3 +264,8 @@ impl Settle {
         }
     }
 }
+
+/// `payment-relay` (schedule): re-sends outbox rows a crash or a broker outage left behind.
+pub fn relay(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    shared::lambda::outbox_relay(ctx, crate::SCHEMA)
+}

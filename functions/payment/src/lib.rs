@@ -24,4 +24,5 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("payment-process", functions::process),
     ("payment-settle", functions::settle),
+    ("payment-relay", functions::relay),
 ];
