@@ -128,7 +128,13 @@ impl<H: MessageHandler> BatchRunner<H> {
                 Ok(Step::Duplicate(leftovers)) => {
                     span.in_scope(|| tracing::info!(resent = leftovers.len(), "duplicate delivery skipped"));
                     report.duplicates += 1;
-                    outgoing.extend(leftovers);
+                    // A duplicate in the same batch as its original finds the original's
+                    // events still unpublished: send each event once.
+                    for e in leftovers {
+                        if !outgoing.iter().any(|o| o.event_id == e.event_id) {
+                            outgoing.push(e);
+                        }
+                    }
                 }
                 Err(HandleError::Permanent(reason)) => {
                     span.in_scope(|| tracing::warn!(%reason, "parking invalid message"));

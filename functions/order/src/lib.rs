@@ -30,11 +30,20 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("order-saga", functions::saga),
     ("order-catalog", functions::catalog),
     ("order-expire", functions::expire),
+    ("order-relay", functions::relay),
 ];
 
 /// Every order with its lines (for `orderflow verify` and the demo).
 pub async fn orders(pool: &PgPool) -> anyhow::Result<Vec<OrderRow>> {
     Ok(pg::views::all_orders(pool).await?)
+}
+
+/// Every `(product_id, price_cents)` the order service can price; the runner's `seed`
+/// waits on it to know the catalog has propagated.
+pub async fn catalog_prices(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT product_id, price_cents FROM orders.catalog ORDER BY product_id")
+        .fetch_all(pool)
+        .await?)
 }
 
 /// How many products the order service can price.

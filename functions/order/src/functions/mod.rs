@@ -11,3 +11,8 @@ pub use create::create;
 pub use expire::{expire, expire_due};
 pub use get::get;
 pub use saga::{SagaHandler, saga};
+
+/// `order-relay` (schedule): re-sends outbox rows a crash or a broker outage left behind.
+pub fn relay(ctx: &shared::context::Context) -> std::sync::Arc<dyn shared::Function> {
+    shared::lambda::outbox_relay(ctx, crate::SCHEMA)
+}
