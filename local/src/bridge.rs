@@ -47,11 +47,19 @@ pub async fn run(trigger: Trigger, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn consume(t: &Trigger, shutdown: &mut watch::Receiver<bool>, backoff: &mut Backoff) -> anyhow::Result<()> {
+async fn consume(
+    t: &Trigger,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
     let conn = shared::publisher::connect(&t.amqp_url, &format!("bridge-{}", t.function)).await?;
     let ch = conn.create_channel().await?;
     // Prefetch bounds what the broker pushes to what one batch can hold.
-    ch.basic_qos(t.batch_size.min(u16::MAX as usize) as u16, BasicQosOptions::default()).await?;
+    ch.basic_qos(
+        t.batch_size.min(u16::MAX as usize) as u16,
+        BasicQosOptions::default(),
+    )
+    .await?;
     let mut consumer = ch
         .basic_consume(
             t.queue.as_str().into(),
@@ -98,7 +106,11 @@ async fn consume(t: &Trigger, shutdown: &mut watch::Receiver<bool>, backoff: &mu
     }
 }
 
-async fn invoke_batch(t: &Trigger, batch: Vec<Delivery>, backoff: &mut Backoff) -> anyhow::Result<()> {
+async fn invoke_batch(
+    t: &Trigger,
+    batch: Vec<Delivery>,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
     let messages = batch
         .iter()
         .map(|d| shared::rmq::message_from_amqp(&d.properties, &d.data, d.redelivered))
@@ -109,12 +121,22 @@ async fn invoke_batch(t: &Trigger, batch: Vec<Delivery>, backoff: &mut Backoff) 
     let fname = t.function.as_str();
     match t.target.invoke(json).await {
         Ok(answer) => {
-            t.metrics.inc("orderflow_invocations_total", &[("function", fname), ("outcome", "ok")], 1.0);
+            t.metrics.inc(
+                "orderflow_invocations_total",
+                &[("function", fname), ("outcome", "ok")],
+                1.0,
+            );
             if let Ok(report) = serde_json::from_value::<BatchReport>(answer) {
-                for (outcome, count) in
-                    [("processed", report.processed), ("duplicate", report.duplicates), ("parked", report.parked.len())]
-                {
-                    t.metrics.inc("orderflow_messages_total", &[("function", fname), ("outcome", outcome)], count as f64);
+                for (outcome, count) in [
+                    ("processed", report.processed),
+                    ("duplicate", report.duplicates),
+                    ("parked", report.parked.len()),
+                ] {
+                    t.metrics.inc(
+                        "orderflow_messages_total",
+                        &[("function", fname), ("outcome", outcome)],
+                        count as f64,
+                    );
                 }
             }
             for d in &batch {
@@ -123,15 +145,27 @@ async fn invoke_batch(t: &Trigger, batch: Vec<Delivery>, backoff: &mut Backoff) 
             backoff.reset();
         }
         Err(error) => {
-            t.metrics.inc("orderflow_invocations_total", &[("function", fname), ("outcome", "failed")], 1.0);
-            t.metrics.inc("orderflow_messages_total", &[("function", fname), ("outcome", "failed")], n as f64);
+            t.metrics.inc(
+                "orderflow_invocations_total",
+                &[("function", fname), ("outcome", "failed")],
+                1.0,
+            );
+            t.metrics.inc(
+                "orderflow_messages_total",
+                &[("function", fname), ("outcome", "failed")],
+                n as f64,
+            );
             let delay = backoff.next();
             tracing::warn!(function = fname, messages = n, %error, retry_in_ms = delay.as_millis() as u64, "invocation failed, batch goes back");
             // Hold the batch while backing off, as one Lambda trigger would, then return it
             // whole; the quorum queue counts the delivery and dead-letters past its limit.
             tokio::time::sleep(delay).await;
             for d in &batch {
-                d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+                d.nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await?;
             }
         }
     }
@@ -146,7 +180,8 @@ struct Backoff {
 
 impl Backoff {
     fn next(&mut self) -> Duration {
-        let d = Duration::from_millis(100u64.saturating_mul(1 << self.failures.min(6))).min(Duration::from_secs(5));
+        let d = Duration::from_millis(100u64.saturating_mul(1 << self.failures.min(6)))
+            .min(Duration::from_secs(5));
         self.failures += 1;
         d
     }

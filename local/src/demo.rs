@@ -20,6 +20,13 @@ struct Placed {
     user: usize,
 }
 
+/// What an order ended as, and how long after its 202 that was seen.
+struct Final {
+    status: String,
+    reason: Option<String>,
+    latency: Duration,
+}
+
 pub struct DemoOutcome {
     pub ok: bool,
     pub orders: usize,
@@ -38,10 +45,19 @@ fn bar(len: u64, msg: &str) -> ProgressBar {
 
 pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::Result<DemoOutcome> {
     let base = format!("http://{}", stack.http_addr);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let catalog = crate::seed::demo_catalog();
     crate::seed::seed(&stack.ctx, &catalog, Some(Duration::from_secs(30))).await?;
-    println!("seeded {} products (sku-limited has {} units)", catalog.len(), catalog.iter().find(|p| p.product_id == "sku-limited").map_or(0, |p| p.stock));
+    println!(
+        "seeded {} products (sku-limited has {} units)",
+        catalog.len(),
+        catalog
+            .iter()
+            .find(|p| p.product_id == "sku-limited")
+            .map_or(0, |p| p.stock)
+    );
 
     // Users: register and log in through the API.
     let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -49,11 +65,29 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     let mut tokens = Vec::with_capacity(n_users);
     for i in 0..n_users {
         let creds = json!({"email": format!("demo-{}-{i}@example.com", &run_id[..8]), "password": "correct horse battery"});
-        let r = http.post(format!("{base}/users")).json(&creds).send().await?;
-        anyhow::ensure!(r.status().as_u16() == 201, "register answered {}: {}", r.status(), r.text().await.unwrap_or_default());
-        let r = http.post(format!("{base}/sessions")).json(&creds).send().await?;
+        let r = http
+            .post(format!("{base}/users"))
+            .json(&creds)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().as_u16() == 201,
+            "register answered {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+        let r = http
+            .post(format!("{base}/sessions"))
+            .json(&creds)
+            .send()
+            .await?;
         let body: Value = r.json().await?;
-        tokens.push(body["token"].as_str().context("login gave no token")?.to_string());
+        tokens.push(
+            body["token"]
+                .as_str()
+                .context("login gave no token")?
+                .to_string(),
+        );
     }
     println!("registered {n_users} users");
 
@@ -87,10 +121,16 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
                     .await?;
                 let status = r.status();
                 let body: Value = r.json().await?;
-                anyhow::ensure!(status.as_u16() == 202, "order {i} answered {status}: {body}");
+                anyhow::ensure!(
+                    status.as_u16() == 202,
+                    "order {i} answered {status}: {body}"
+                );
                 pb.inc(1);
                 Ok(Placed {
-                    order_id: body["order_id"].as_str().context("no order_id")?.to_string(),
+                    order_id: body["order_id"]
+                        .as_str()
+                        .context("no order_id")?
+                        .to_string(),
                     token: token.to_string(),
                     limited,
                     accepted_at: Instant::now(),
@@ -107,27 +147,43 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
 
     // Follow every order over GET /orders/{id} until it is final.
     let pb = bar(n_orders as u64, "final");
-    let mut finals: BTreeMap<String, (String, Option<String>, Duration)> = BTreeMap::new();
+    let mut finals: BTreeMap<String, Final> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while finals.len() < placed.len() && Instant::now() < deadline {
-        let todo: Vec<&Placed> = placed.iter().filter(|p| !finals.contains_key(&p.order_id)).collect();
-        let seen: Vec<Option<(String, String, Option<String>, Duration)>> = futures::stream::iter(todo)
+        let todo: Vec<&Placed> = placed
+            .iter()
+            .filter(|p| !finals.contains_key(&p.order_id))
+            .collect();
+        let seen: Vec<Option<(String, Final)>> = futures::stream::iter(todo)
             .map(|p| {
                 let (http, base, bearer) = (http.clone(), base.clone(), tokens[p.user].clone());
                 async move {
-                    let r = http.get(format!("{base}/orders/{}", p.order_id)).bearer_auth(bearer).send().await.ok()?;
+                    let r = http
+                        .get(format!("{base}/orders/{}", p.order_id))
+                        .bearer_auth(bearer)
+                        .send()
+                        .await
+                        .ok()?;
                     let body: Value = r.json().await.ok()?;
                     let status = body["status"].as_str()?.to_string();
                     (status != "PENDING").then(|| {
-                        (p.order_id.clone(), status, body["reason"].as_str().map(str::to_string), p.accepted_at.elapsed())
+                        let reason = body["reason"].as_str().map(str::to_string);
+                        (
+                            p.order_id.clone(),
+                            Final {
+                                status,
+                                reason,
+                                latency: p.accepted_at.elapsed(),
+                            },
+                        )
                     })
                 }
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for (id, status, reason, latency) in seen.into_iter().flatten() {
-            finals.insert(id, (status, reason, latency));
+        for (id, fin) in seen.into_iter().flatten() {
+            finals.insert(id, fin);
             pb.inc(1);
         }
         if finals.len() < placed.len() {
@@ -142,7 +198,9 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     let mut table: BTreeMap<String, usize> = BTreeMap::new();
     let mut wrong = Vec::new();
     for p in &placed {
-        let Some((status, reason, _)) = finals.get(&p.order_id) else { continue };
+        let Some(Final { status, reason, .. }) = finals.get(&p.order_id) else {
+            continue;
+        };
         let label = match reason {
             Some(r) => format!("{status} ({r})"),
             None => status.clone(),
@@ -156,14 +214,25 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
             _ => false,
         };
         if !ok {
-            wrong.push(format!("order {} ({}, limited={}) ended {status} {reason:?}", p.order_id, p.token, p.limited));
+            wrong.push(format!(
+                "order {} ({}, limited={}) ended {status} {reason:?}",
+                p.order_id, p.token, p.limited
+            ));
         }
     }
 
     wait_quiet(stack, queues, Duration::from_secs(30)).await?;
-    let mut latencies: Vec<f64> = finals.values().map(|(_, _, d)| d.as_secs_f64() * 1000.0).collect();
+    let mut latencies: Vec<f64> = finals
+        .values()
+        .map(|f| f.latency.as_secs_f64() * 1000.0)
+        .collect();
     latencies.sort_by(f64::total_cmp);
-    let pct = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
 
     println!();
     println!("┌─────────────────────────────────────────┬────────┐");
@@ -178,7 +247,10 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     }
     println!("└─────────────────────────────────────────┴────────┘");
     let levels = inventory::stock_levels(&stack.ctx.pool).await?;
-    let stock: Vec<String> = levels.iter().map(|l| format!("{} {}/{}", l.product_id, l.available, l.initial)).collect();
+    let stock: Vec<String> = levels
+        .iter()
+        .map(|l| format!("{} {}/{}", l.product_id, l.available, l.initial))
+        .collect();
     println!("stock (available/initial): {}", stock.join(", "));
     let payments = payment::payments(&stack.ctx.pool).await?;
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
@@ -186,7 +258,11 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         *by_status.entry(p.status.as_str()).or_default() += 1;
     }
     println!("payments: {by_status:?}");
-    let notes: i64 = notification::notification_counts(&stack.ctx.pool).await?.iter().map(|c| c.2).sum();
+    let notes: i64 = notification::notification_counts(&stack.ctx.pool)
+        .await?
+        .iter()
+        .map(|c| c.2)
+        .sum();
     println!("notifications: {notes}");
     println!(
         "placed {} orders in {place_secs:.2} s, all final after {total_secs:.2} s; accept-to-final latency p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms (observed by polling every 50 ms)",
@@ -196,7 +272,10 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         pct(1.0)
     );
     if !wrong.is_empty() {
-        println!("{} orders ended differently from what their inputs imply:", wrong.len());
+        println!(
+            "{} orders ended differently from what their inputs imply:",
+            wrong.len()
+        );
         for w in wrong.iter().take(10) {
             println!("  - {w}");
         }
@@ -207,7 +286,10 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         println!("{}", c.line());
     }
     let ok = missing == 0 && wrong.is_empty() && checks.iter().all(crate::verify::Check::ok);
-    Ok(DemoOutcome { ok, orders: placed.len() })
+    Ok(DemoOutcome {
+        ok,
+        orders: placed.len(),
+    })
 }
 
 /// Waits until no queue has ready messages and every outbox is drained, twice in a row.
@@ -215,7 +297,10 @@ pub async fn wait_quiet(stack: &Stack, queues: &[String], limit: Duration) -> an
     let deadline = Instant::now() + limit;
     let mut quiet_rounds = 0;
     while quiet_rounds < 2 {
-        anyhow::ensure!(Instant::now() < deadline, "the system did not go quiet within {limit:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the system did not go quiet within {limit:?}"
+        );
         let mut busy = crate::verify::backlog(&stack.ctx, queues).await?;
         for schema in crate::registry::OUTBOX_SCHEMAS {
             busy += shared::db::outbox_backlog(&stack.ctx.pool, schema).await?.0 as usize;

@@ -64,7 +64,10 @@ fn url_decode(s: &str, plus_is_space: bool) -> String {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%'
-            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|&c| hex(c)), bytes.get(i + 2).and_then(|&c| hex(c)))
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|&c| hex(c)),
+                bytes.get(i + 2).and_then(|&c| hex(c)),
+            )
         {
             out.push(h * 16 + l);
             i += 3;
@@ -85,7 +88,13 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .unwrap_or_default()
 }
 
-async fn handle(State(front): State<Arc<Front>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(front): State<Arc<Front>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
     if path == "/health" {
         return Response::builder()
@@ -107,7 +116,11 @@ async fn handle(State(front): State<Arc<Front>>, method: Method, uri: Uri, heade
     });
     let Some((route, params)) = found else {
         return if path_matched {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
         } else {
             error(StatusCode::NOT_FOUND, "not_found", "no such route")
         };
@@ -118,12 +131,19 @@ async fn handle(State(front): State<Arc<Front>>, method: Method, uri: Uri, heade
         Ok(v) => v2_response(&v),
         Err(e) => {
             tracing::error!(function = %route.function, error = %e, "HTTP function failed");
-            error(StatusCode::BAD_GATEWAY, "function_error", "the function failed to answer")
+            error(
+                StatusCode::BAD_GATEWAY,
+                "function_error",
+                "the function failed to answer",
+            )
         }
     };
     front.metrics.inc(
         "orderflow_http_requests_total",
-        &[("function", &route.function), ("status", response.status().as_str())],
+        &[
+            ("function", &route.function),
+            ("status", response.status().as_str()),
+        ],
         1.0,
     );
     response
@@ -142,7 +162,9 @@ pub fn v2_event(
     let mut hdrs: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        hdrs.entry(name.as_str().to_string()).and_modify(|e| *e = format!("{e},{v}")).or_insert(v);
+        hdrs.entry(name.as_str().to_string())
+            .and_modify(|e| *e = format!("{e},{v}"))
+            .or_insert(v);
     }
     let raw_query = uri.query().unwrap_or("");
     let mut query: Map<String, Value> = Map::new();
@@ -194,7 +216,8 @@ pub fn v2_event(
         match std::str::from_utf8(body) {
             Ok(text) => event["body"] = Value::String(text.to_string()),
             Err(_) => {
-                event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
+                event["body"] =
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(body));
                 event["isBase64Encoded"] = Value::Bool(true);
             }
         }
@@ -204,16 +227,24 @@ pub fn v2_event(
 
 /// A function's v2 answer as an HTTP response.
 pub fn v2_response(v: &Value) -> Response {
-    let status = v.get("statusCode").and_then(Value::as_u64).and_then(|s| StatusCode::from_u16(s as u16).ok());
+    let status = v
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok());
     let Some(status) = status else {
-        return error(StatusCode::BAD_GATEWAY, "function_error", "the function answered without a statusCode");
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "function_error",
+            "the function answered without a statusCode",
+        );
     };
     let mut builder = Response::builder().status(status);
     if let Some(h) = v.get("headers").and_then(Value::as_object) {
         for (k, val) in h {
-            if let (Ok(name), Some(Ok(value))) =
-                (HeaderName::try_from(k.as_str()), val.as_str().map(HeaderValue::from_str))
-            {
+            if let (Ok(name), Some(Ok(value))) = (
+                HeaderName::try_from(k.as_str()),
+                val.as_str().map(HeaderValue::from_str),
+            ) {
                 builder = builder.header(name, value);
             }
         }
@@ -221,14 +252,20 @@ pub fn v2_response(v: &Value) -> Response {
     let body = match v.get("body").and_then(Value::as_str) {
         None => Vec::new(),
         Some(b) if v.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) => {
-            base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default()
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default()
         }
         Some(b) => b.as_bytes().to_vec(),
     };
     builder.body(Body::from(body)).unwrap_or_default()
 }
 
-pub async fn serve(addr: SocketAddr, front: Arc<Front>, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    front: Arc<Front>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (ORDERFLOW_HTTP_ADDR): {e}"))?;
@@ -238,7 +275,10 @@ pub async fn serve(addr: SocketAddr, front: Arc<Front>, mut shutdown: tokio::syn
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "HTTP front door stopped");
         }
     });
@@ -251,9 +291,17 @@ mod tests {
 
     #[test]
     fn path_templates_capture_parameters() {
-        assert_eq!(match_path("/orders/{id}", "/orders/42").and_then(|p| p.get("id").cloned()).as_deref(), Some("42"));
+        assert_eq!(
+            match_path("/orders/{id}", "/orders/42")
+                .and_then(|p| p.get("id").cloned())
+                .as_deref(),
+            Some("42")
+        );
         assert!(match_path("/orders/{id}", "/orders").is_none());
-        assert!(match_path("/products/{id}/stock", "/products/a%20b/stock").is_some_and(|p| p["id"] == "a b"));
+        assert!(
+            match_path("/products/{id}/stock", "/products/a%20b/stock")
+                .is_some_and(|p| p["id"] == "a b")
+        );
         assert!(match_path("/stock", "/stocks").is_none());
     }
 

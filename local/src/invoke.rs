@@ -8,14 +8,20 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub enum Target {
     InProcess(Arc<dyn Function>),
-    Remote { client: reqwest::Client, url: String },
+    Remote {
+        client: reqwest::Client,
+        url: String,
+    },
 }
 
 impl Target {
     pub fn remote(base: &str, function: &str) -> Self {
         Target::Remote {
             client: reqwest::Client::new(),
-            url: format!("{}/2015-03-31/functions/{function}/invocations", base.trim_end_matches('/')),
+            url: format!(
+                "{}/2015-03-31/functions/{function}/invocations",
+                base.trim_end_matches('/')
+            ),
         }
     }
 
@@ -24,9 +30,18 @@ impl Target {
         match self {
             Target::InProcess(f) => f.invoke(event).await.map_err(|e| e.to_string()),
             Target::Remote { client, url } => {
-                let resp = client.post(url).json(&event).send().await.map_err(|e| format!("invoke {url}: {e}"))?;
-                let failed = !resp.status().is_success() || resp.headers().contains_key("x-amz-function-error");
-                let body: Value = resp.json().await.map_err(|e| format!("invoke {url}: bad answer: {e}"))?;
+                let resp = client
+                    .post(url)
+                    .json(&event)
+                    .send()
+                    .await
+                    .map_err(|e| format!("invoke {url}: {e}"))?;
+                let failed = !resp.status().is_success()
+                    || resp.headers().contains_key("x-amz-function-error");
+                let body: Value = resp
+                    .json()
+                    .await
+                    .map_err(|e| format!("invoke {url}: bad answer: {e}"))?;
                 if failed || body.get("errorType").is_some() {
                     Err(format!("function error: {body}"))
                 } else {

@@ -15,5 +15,8 @@ pub mod verify;
 
 /// Queue names (unprefixed) of every queue trigger in the template.
 pub fn template_queues(specs: &[template::FunctionSpec]) -> Vec<String> {
-    template::queue_specs(specs).into_iter().map(|q| q.queue).collect()
+    template::queue_specs(specs)
+        .into_iter()
+        .map(|q| q.queue)
+        .collect()
 }

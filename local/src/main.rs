@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "orderflow", version, about = "Run and check Orderflow on local RabbitMQ, Redis and Postgres")]
+#[command(
+    name = "orderflow",
+    version,
+    about = "Run and check Orderflow on local RabbitMQ, Redis and Postgres"
+)]
 struct Cli {
     /// A template.yaml to read instead of the one built in.
     #[arg(long, global = true)]
@@ -53,7 +57,9 @@ fn config() -> anyhow::Result<shared::Config> {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let template_text = match &cli.template {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
         None => template::EMBEDDED.to_string(),
     };
     let specs = template::parse(&template_text)?;
@@ -65,7 +71,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             opts.template = template_text;
             opts.invoke_url = invoke_url;
             let stack = Stack::start(cfg, opts).await?;
-            println!("orderflow is up: HTTP on http://{} (Ctrl-C stops gracefully)", stack.http_addr);
+            println!(
+                "orderflow is up: HTTP on http://{} (Ctrl-C stops gracefully)",
+                stack.http_addr
+            );
             tokio::signal::ctrl_c().await?;
             println!("stopping: finishing in-flight batches");
             stack.stop().await;
@@ -87,7 +96,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let outcome = local::demo::run(&stack, orders, &queues).await;
             stack.stop().await;
             let outcome = outcome?;
-            println!("{}", if outcome.ok { "demo passed" } else { "demo FAILED" });
+            println!(
+                "{}",
+                if outcome.ok {
+                    "demo passed"
+                } else {
+                    "demo FAILED"
+                }
+            );
             Ok(outcome.ok)
         }
         Command::Verify => {
@@ -108,8 +124,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // The demo draws progress bars and a summary: per-message logs would drown them.
+    if matches!(cli.command, Command::Demo { .. }) {
+        shared::telemetry::init_with_default("warn");
+    } else {
+        shared::telemetry::init();
+    }
+    match run(cli).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

@@ -5,15 +5,24 @@ use shared::Constructor;
 
 /// All functions of all services.
 pub fn all() -> Vec<(&'static str, Constructor)> {
-    [identity::FUNCTIONS, inventory::FUNCTIONS, payment::FUNCTIONS, notification::FUNCTIONS, order::FUNCTIONS]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect()
+    [
+        identity::FUNCTIONS,
+        inventory::FUNCTIONS,
+        payment::FUNCTIONS,
+        notification::FUNCTIONS,
+        order::FUNCTIONS,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+    .collect()
 }
 
 pub fn find(binary: &str) -> Option<Constructor> {
-    all().into_iter().find(|(name, _)| *name == binary).map(|(_, c)| c)
+    all()
+        .into_iter()
+        .find(|(name, _)| *name == binary)
+        .map(|(_, c)| c)
 }
 
 /// Runs every service's migrations (each in its own schema).
@@ -27,4 +36,10 @@ pub async fn migrate_all(database_url: &str) -> anyhow::Result<()> {
 }
 
 /// Schemas that keep an outbox.
-pub const OUTBOX_SCHEMAS: [&str; 5] = ["identity", "inventory", "payments", "notifications", "orders"];
+pub const OUTBOX_SCHEMAS: [&str; 5] = [
+    "identity",
+    "inventory",
+    "payments",
+    "notifications",
+    "orders",
+];

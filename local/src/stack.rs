@@ -27,13 +27,19 @@ pub struct StackOptions {
 
 impl StackOptions {
     pub fn from_env() -> anyhow::Result<Self> {
-        let http_addr = std::env::var("ORDERFLOW_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+        let http_addr =
+            std::env::var("ORDERFLOW_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
         let schedule_every = match std::env::var("ORDERFLOW_SCHEDULE_EVERY_SECS") {
-            Ok(v) => Some(Duration::from_secs_f64(v.parse().context("ORDERFLOW_SCHEDULE_EVERY_SECS must be a number")?)),
+            Ok(v) => Some(Duration::from_secs_f64(
+                v.parse()
+                    .context("ORDERFLOW_SCHEDULE_EVERY_SECS must be a number")?,
+            )),
             Err(_) => None,
         };
         Ok(StackOptions {
-            http_addr: http_addr.parse().with_context(|| format!("ORDERFLOW_HTTP_ADDR={http_addr:?} is not an address"))?,
+            http_addr: http_addr
+                .parse()
+                .with_context(|| format!("ORDERFLOW_HTTP_ADDR={http_addr:?} is not an address"))?,
             invoke_url: None,
             template: template::EMBEDDED.to_string(),
             schedule_every,
@@ -83,18 +89,34 @@ async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
         }
         Err(e) => e,
     };
-    let missing = err.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "3D000");
+    let missing = err
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "3D000");
     if !missing {
-        anyhow::bail!("cannot reach Postgres at {}: {err}", shared::config::redact(database_url));
+        anyhow::bail!(
+            "cannot reach Postgres at {}: {err}",
+            shared::config::redact(database_url)
+        );
     }
     let mut url = url::Url::parse(database_url)?;
     let name = url.path().trim_start_matches('/').to_string();
-    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "database name {name:?} must be [A-Za-z0-9_]");
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database name {name:?} must be [A-Za-z0-9_]"
+    );
     url.set_path("/postgres");
     let mut admin = sqlx::PgConnection::connect(url.as_str())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach Postgres at {}: {e}", shared::config::redact(url.as_str())))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach Postgres at {}: {e}",
+                shared::config::redact(url.as_str())
+            )
+        })?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
     tracing::info!(database = %name, "created the database");
     Ok(())
 }
@@ -102,9 +124,13 @@ async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
 pub async fn declare_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
     let conn = shared::publisher::connect(&cfg.amqp_url, "topology").await?;
     let ch = conn.create_channel().await?;
-    shared::topology::declare(&ch, &shared::topology::Names::new(cfg.prefix.clone()), &template::queue_specs(specs))
-        .await
-        .context("declaring the broker topology")?;
+    shared::topology::declare(
+        &ch,
+        &shared::topology::Names::new(cfg.prefix.clone()),
+        &template::queue_specs(specs),
+    )
+    .await
+    .context("declaring the broker topology")?;
     let _ = conn.close(200, "topology declared".into()).await;
     Ok(())
 }
@@ -124,14 +150,20 @@ impl Stack {
             let target = match &opts.invoke_url {
                 Some(url) => Target::remote(url, &spec.binary),
                 None => {
-                    let ctor = crate::registry::find(&spec.binary)
-                        .with_context(|| format!("template names {} but no service provides it", spec.binary))?;
+                    let ctor = crate::registry::find(&spec.binary).with_context(|| {
+                        format!("template names {} but no service provides it", spec.binary)
+                    })?;
                     Target::InProcess(ctor(&ctx))
                 }
             };
             for trigger in &spec.triggers {
                 match trigger {
-                    Trigger::Mq { queue, batch_size, window, .. } => {
+                    Trigger::Mq {
+                        queue,
+                        batch_size,
+                        window,
+                        ..
+                    } => {
                         let t = bridge::Trigger {
                             function: spec.binary.clone(),
                             queue: ctx.names.queue(queue),
@@ -152,28 +184,52 @@ impl Stack {
                     }),
                     Trigger::Schedule { every, expression } => {
                         let every = opts.schedule_every.unwrap_or(*every);
-                        tasks.push(tokio::spawn(schedule(spec.binary.clone(), expression.clone(), every, target.clone(), rx.clone())));
+                        tasks.push(tokio::spawn(schedule(
+                            spec.binary.clone(),
+                            expression.clone(),
+                            every,
+                            target.clone(),
+                            rx.clone(),
+                        )));
                     }
                 }
             }
         }
-        let front = Arc::new(Front { routes, metrics: metrics.clone() });
+        let front = Arc::new(Front {
+            routes,
+            metrics: metrics.clone(),
+        });
         let (http_addr, http_task) = front::serve(opts.http_addr, front, rx.clone()).await?;
         tasks.push(http_task);
-        Ok(Stack { ctx, http_addr, metrics, shutdown, tasks })
+        Ok(Stack {
+            ctx,
+            http_addr,
+            metrics,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Graceful stop: no new batches or requests, in-flight ones finish and are acked.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let all = futures::future::join_all(self.tasks);
-        if tokio::time::timeout(Duration::from_secs(30), all).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .is_err()
+        {
             tracing::warn!("some triggers did not stop within 30 s");
         }
     }
 }
 
-async fn schedule(function: String, expression: String, every: Duration, target: Target, mut shutdown: watch::Receiver<bool>) {
+async fn schedule(
+    function: String,
+    expression: String,
+    every: Duration,
+    target: Target,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -194,7 +250,9 @@ async fn schedule(function: String, expression: String, every: Duration, target:
         });
         match target.invoke(event).await {
             Ok(answer) => tracing::debug!(%function, %expression, %answer, "schedule ran"),
-            Err(error) => tracing::warn!(%function, %error, "scheduled invocation failed; next tick retries"),
+            Err(error) => {
+                tracing::warn!(%function, %error, "scheduled invocation failed; next tick retries")
+            }
         }
     }
 }

@@ -17,14 +17,28 @@ pub struct FunctionSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
-    Mq { queue: String, batch_size: usize, window: Duration, routing_keys: Vec<String> },
-    Http { method: String, path: String },
-    Schedule { every: Duration, expression: String },
+    Mq {
+        queue: String,
+        batch_size: usize,
+        window: Duration,
+        routing_keys: Vec<String>,
+    },
+    Http {
+        method: String,
+        path: String,
+    },
+    Schedule {
+        every: Duration,
+        expression: String,
+    },
 }
 
 pub fn parse(text: &str) -> anyhow::Result<Vec<FunctionSpec>> {
     let doc: Value = serde_yaml::from_str(text).context("template.yaml is not valid YAML")?;
-    let resources = doc.get("Resources").and_then(Value::as_mapping).context("template has no Resources")?;
+    let resources = doc
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .context("template has no Resources")?;
     let mut specs = Vec::new();
     for (id, res) in resources {
         if res.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
@@ -42,7 +56,12 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<FunctionSpec>> {
             .and_then(|m| m.get("Orderflow"))
             .and_then(|o| o.get("RoutingKeys"))
             .and_then(Value::as_sequence)
-            .map(|s| s.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|s| {
+                s.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let events = res
             .get("Properties")
@@ -68,22 +87,42 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<FunctionSpec>> {
                         queue: queue.to_string(),
                         // AWS defaults: 100 messages, 500 ms window.
                         batch_size: int("BatchSize").unwrap_or(100) as usize,
-                        window: int("MaximumBatchingWindowInSeconds").map(Duration::from_secs).unwrap_or(Duration::from_millis(500)),
+                        window: int("MaximumBatchingWindowInSeconds")
+                            .map(Duration::from_secs)
+                            .unwrap_or(Duration::from_millis(500)),
                         routing_keys: routing_keys.clone(),
                     });
                 }
                 Some("HttpApi") => triggers.push(Trigger::Http {
-                    method: props.get("Method").and_then(Value::as_str).unwrap_or("ANY").to_ascii_uppercase(),
-                    path: props.get("Path").and_then(Value::as_str).context("HttpApi event without Path")?.to_string(),
+                    method: props
+                        .get("Method")
+                        .and_then(Value::as_str)
+                        .unwrap_or("ANY")
+                        .to_ascii_uppercase(),
+                    path: props
+                        .get("Path")
+                        .and_then(Value::as_str)
+                        .context("HttpApi event without Path")?
+                        .to_string(),
                 }),
                 Some("Schedule") => {
-                    let expression = props.get("Schedule").and_then(Value::as_str).context("Schedule without expression")?;
-                    triggers.push(Trigger::Schedule { every: parse_rate(expression)?, expression: expression.to_string() });
+                    let expression = props
+                        .get("Schedule")
+                        .and_then(Value::as_str)
+                        .context("Schedule without expression")?;
+                    triggers.push(Trigger::Schedule {
+                        every: parse_rate(expression)?,
+                        expression: expression.to_string(),
+                    });
                 }
                 other => bail!("{logical_id}: unsupported event type {other:?}"),
             }
         }
-        specs.push(FunctionSpec { logical_id, binary, triggers });
+        specs.push(FunctionSpec {
+            logical_id,
+            binary,
+            triggers,
+        });
     }
     Ok(specs)
 }
@@ -94,7 +133,10 @@ pub fn parse_rate(expr: &str) -> anyhow::Result<Duration> {
         .strip_prefix("rate(")
         .and_then(|s| s.strip_suffix(')'))
         .with_context(|| format!("only rate(...) schedules are supported, not {expr:?}"))?;
-    let (n, unit) = inner.trim().split_once(' ').with_context(|| format!("bad rate {expr:?}"))?;
+    let (n, unit) = inner
+        .trim()
+        .split_once(' ')
+        .with_context(|| format!("bad rate {expr:?}"))?;
     let n: u64 = n.parse().with_context(|| format!("bad rate {expr:?}"))?;
     let secs = match unit.trim_end_matches('s') {
         "minute" => 60,
@@ -111,9 +153,14 @@ pub fn queue_specs(specs: &[FunctionSpec]) -> Vec<shared::topology::QueueSpec> {
         .iter()
         .flat_map(|f| &f.triggers)
         .filter_map(|t| match t {
-            Trigger::Mq { queue, routing_keys, .. } => {
-                Some(shared::topology::QueueSpec { queue: queue.clone(), routing_keys: routing_keys.clone() })
-            }
+            Trigger::Mq {
+                queue,
+                routing_keys,
+                ..
+            } => Some(shared::topology::QueueSpec {
+                queue: queue.clone(),
+                routing_keys: routing_keys.clone(),
+            }),
             _ => None,
         })
         .collect()
@@ -126,18 +173,35 @@ mod tests {
     #[test]
     fn the_embedded_template_parses_with_every_kind_of_trigger() {
         let specs = parse(EMBEDDED).expect("parses");
-        let kinds = |f: fn(&Trigger) -> bool| specs.iter().flat_map(|s| &s.triggers).filter(|t| f(t)).count();
+        let kinds = |f: fn(&Trigger) -> bool| {
+            specs
+                .iter()
+                .flat_map(|s| &s.triggers)
+                .filter(|t| f(t))
+                .count()
+        };
         assert!(kinds(|t| matches!(t, Trigger::Mq { .. })) >= 5);
         assert!(kinds(|t| matches!(t, Trigger::Http { .. })) >= 6);
         assert!(kinds(|t| matches!(t, Trigger::Schedule { .. })) >= 1);
-        let saga = specs.iter().find(|s| s.binary == "order-saga").expect("order-saga");
-        assert!(matches!(&saga.triggers[0], Trigger::Mq { routing_keys, .. } if routing_keys.len() == 3));
+        let saga = specs
+            .iter()
+            .find(|s| s.binary == "order-saga")
+            .expect("order-saga");
+        assert!(
+            matches!(&saga.triggers[0], Trigger::Mq { routing_keys, .. } if routing_keys.len() == 3)
+        );
     }
 
     #[test]
     fn rates_are_understood() {
-        assert_eq!(parse_rate("rate(1 minute)").ok(), Some(Duration::from_secs(60)));
-        assert_eq!(parse_rate("rate(2 hours)").ok(), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_rate("rate(1 minute)").ok(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_rate("rate(2 hours)").ok(),
+            Some(Duration::from_secs(7200))
+        );
         assert!(parse_rate("cron(0 * * * ? *)").is_err());
     }
 }

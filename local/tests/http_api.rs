@@ -6,7 +6,9 @@ mod common;
 use serde_json::{Value, json};
 
 fn code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("error shape expected, got {body}"))
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error shape expected, got {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,14 +18,47 @@ async fn bad_requests_get_clear_json_errors() {
 
     // Identity.
     let creds = json!({"email": "Dup@Example.com", "password": "long enough pw"});
-    assert_eq!(app.send("POST", "/users", None, Some(creds.clone())).await.0, 201);
-    let (s, b) = app.send("POST", "/users", None, Some(json!({"email": "dup@example.com", "password": "long enough pw"}))).await;
+    assert_eq!(
+        app.send("POST", "/users", None, Some(creds.clone()))
+            .await
+            .0,
+        201
+    );
+    let (s, b) = app
+        .send(
+            "POST",
+            "/users",
+            None,
+            Some(json!({"email": "dup@example.com", "password": "long enough pw"})),
+        )
+        .await;
     assert_eq!((s, code(&b)), (409, "email_taken"));
-    let (s, b) = app.send("POST", "/users", None, Some(json!({"email": "not-an-email", "password": "long enough pw"}))).await;
+    let (s, b) = app
+        .send(
+            "POST",
+            "/users",
+            None,
+            Some(json!({"email": "not-an-email", "password": "long enough pw"})),
+        )
+        .await;
     assert_eq!((s, code(&b)), (400, "invalid_request"));
-    let (s, b) = app.send("POST", "/users", None, Some(json!({"email": "short@example.com", "password": "short"}))).await;
+    let (s, b) = app
+        .send(
+            "POST",
+            "/users",
+            None,
+            Some(json!({"email": "short@example.com", "password": "short"})),
+        )
+        .await;
     assert_eq!((s, code(&b)), (400, "invalid_request"));
-    let (s, b) = app.send("POST", "/sessions", None, Some(json!({"email": "dup@example.com", "password": "wrong password"}))).await;
+    let (s, b) = app
+        .send(
+            "POST",
+            "/sessions",
+            None,
+            Some(json!({"email": "dup@example.com", "password": "wrong password"})),
+        )
+        .await;
     assert_eq!((s, code(&b)), (401, "invalid_credentials"));
 
     let token = app.user().await;
@@ -33,20 +68,42 @@ async fn bad_requests_get_clear_json_errors() {
     // Orders: authentication.
     let (s, b) = app.send("POST", "/orders", None, Some(item(1))).await;
     assert_eq!((s, code(&b)), (401, "unauthorized"));
-    let (s, b) = app.send("POST", "/orders", Some("ofs_not-a-session"), Some(item(1))).await;
+    let (s, b) = app
+        .send("POST", "/orders", Some("ofs_not-a-session"), Some(item(1)))
+        .await;
     assert_eq!((s, code(&b)), (401, "unauthorized"));
 
     // Orders: validation.
-    let (s, b) = app.raw("POST", "/orders", Some(&token), "{\"items\": [").await;
+    let (s, b) = app
+        .raw("POST", "/orders", Some(&token), "{\"items\": [")
+        .await;
     assert_eq!((s, code(&b)), (400, "invalid_request"));
-    let (s, b) = app.raw("POST", "/orders", Some(&token), r#"{"items": "many", "payment_token": "tok_visa"}"#).await;
+    let (s, b) = app
+        .raw(
+            "POST",
+            "/orders",
+            Some(&token),
+            r#"{"items": "many", "payment_token": "tok_visa"}"#,
+        )
+        .await;
     assert_eq!((s, code(&b)), (400, "invalid_request"));
     for q in [0, 1001, 1_000_000_000_000] {
-        let (s, b) = app.send("POST", "/orders", Some(&token), Some(item(q))).await;
+        let (s, b) = app
+            .send("POST", "/orders", Some(&token), Some(item(q)))
+            .await;
         assert_eq!((s, code(&b)), (400, "invalid_request"), "quantity {q}");
     }
-    let lines: Vec<Value> = (0..101).map(|i| json!({"product_id": format!("sku-{i}"), "quantity": 1})).collect();
-    let (s, b) = app.send("POST", "/orders", Some(&token), Some(json!({"items": lines, "payment_token": "tok_visa"}))).await;
+    let lines: Vec<Value> = (0..101)
+        .map(|i| json!({"product_id": format!("sku-{i}"), "quantity": 1}))
+        .collect();
+    let (s, b) = app
+        .send(
+            "POST",
+            "/orders",
+            Some(&token),
+            Some(json!({"items": lines, "payment_token": "tok_visa"})),
+        )
+        .await;
     assert_eq!((s, code(&b)), (400, "invalid_request"));
     let (s, b) = app.send("POST", "/orders", Some(&token), Some(json!({"items": [{"product_id": "sku-a", "quantity": 1}], "payment_token": "4242424242424242"}))).await;
     assert_eq!((s, code(&b)), (400, "invalid_request"));
@@ -54,21 +111,42 @@ async fn bad_requests_get_clear_json_errors() {
     assert_eq!((s, code(&b)), (422, "unknown_product"));
 
     // Orders: ownership.
-    let id = app.order(&token, json!([{"product_id": "sku-a", "quantity": 1}]), "tok_visa").await;
-    let (s, b) = app.send("GET", &format!("/orders/{id}"), Some(&other), None).await;
+    let id = app
+        .order(
+            &token,
+            json!([{"product_id": "sku-a", "quantity": 1}]),
+            "tok_visa",
+        )
+        .await;
+    let (s, b) = app
+        .send("GET", &format!("/orders/{id}"), Some(&other), None)
+        .await;
     assert_eq!((s, code(&b)), (404, "not_found"));
-    let (s, b) = app.send("GET", "/orders/not-a-uuid", Some(&token), None).await;
+    let (s, b) = app
+        .send("GET", "/orders/not-a-uuid", Some(&token), None)
+        .await;
     assert_eq!((s, code(&b)), (404, "not_found"));
-    let (s, _) = app.send("GET", &format!("/orders/{id}"), Some(&token), None).await;
+    let (s, _) = app
+        .send("GET", &format!("/orders/{id}"), Some(&token), None)
+        .await;
     assert_eq!(s, 200);
 
     // Logout kills the token.
-    assert_eq!(app.send("DELETE", "/sessions/current", Some(&token), None).await.0, 204);
-    let (s, b) = app.send("GET", &format!("/orders/{id}"), Some(&token), None).await;
+    assert_eq!(
+        app.send("DELETE", "/sessions/current", Some(&token), None)
+            .await
+            .0,
+        204
+    );
+    let (s, b) = app
+        .send("GET", &format!("/orders/{id}"), Some(&token), None)
+        .await;
     assert_eq!((s, code(&b)), (401, "unauthorized"));
 
     // Stock reads.
-    let (s, b) = app.send("GET", "/products/sku-missing/stock", None, None).await;
+    let (s, b) = app
+        .send("GET", "/products/sku-missing/stock", None, None)
+        .await;
     assert_eq!((s, code(&b)), (404, "not_found"));
     let (s, b) = app.send("GET", "/stock", None, None).await;
     assert_eq!((s, code(&b)), (400, "invalid_request"));

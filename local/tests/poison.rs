@@ -13,7 +13,11 @@ fn created(order: &str) -> Envelope {
             order_id: order.into(),
             user_id: uuid::Uuid::now_v7().to_string(),
             customer_email: "a@example.com".into(),
-            items: vec![OrderLine { product_id: "sku-a".into(), quantity: 1, unit_price_cents: 100 }],
+            items: vec![OrderLine {
+                product_id: "sku-a".into(),
+                quantity: 1,
+                unit_price_cents: 100,
+            }],
             total_cents: 100,
             currency: "EUR".into(),
             payment_token: "tok_visa".into(),
@@ -33,17 +37,28 @@ async fn one_bad_message_is_parked_with_its_reason_and_the_good_ones_are_process
     })
     .expect("config");
     let specs = local::template::parse(local::template::EMBEDDED).expect("template");
-    local::stack::prepare(&cfg, &specs).await.expect("migrations and topology");
+    local::stack::prepare(&cfg, &specs)
+        .await
+        .expect("migrations and topology");
     let ctx = shared::context::Context::new(cfg.clone()).expect("context");
     inventory::upsert_products(
         &ctx,
-        &[inventory::ProductSeed { product_id: "sku-a".into(), name: "A".into(), price_cents: 100, currency: "EUR".into(), stock: 10 }],
+        &[inventory::ProductSeed {
+            product_id: "sku-a".into(),
+            name: "A".into(),
+            price_cents: 100,
+            currency: "EUR".into(),
+            stock: 10,
+        }],
     )
     .await
     .expect("seed");
 
     let queue = ctx.names.queue("inventory-reserve");
-    let (a, b) = (created(&uuid::Uuid::now_v7().to_string()), created(&uuid::Uuid::now_v7().to_string()));
+    let (a, b) = (
+        created(&uuid::Uuid::now_v7().to_string()),
+        created(&uuid::Uuid::now_v7().to_string()),
+    );
     let msg = |e: &Envelope| {
         let out = shared::publisher::OutMessage::event(&ctx.names, e, Encoding::Protobuf);
         shared::rmq::message_from_amqp(&shared::publisher::amqp_properties(&out), &out.body, false)
@@ -54,28 +69,55 @@ async fn one_bad_message_is_parked_with_its_reason_and_the_good_ones_are_process
     let event = shared::rmq::event_for_queue(&queue, "/", vec![msg(&a), garbage, msg(&b)]);
 
     let f: Arc<dyn shared::Function> = inventory::functions::reserve(&ctx);
-    let report: shared::runner::BatchReport =
-        serde_json::from_value(f.invoke(serde_json::to_value(&event).expect("json")).await.expect("batch succeeds")).expect("report");
-    assert_eq!((report.processed, report.parked.len()), (2, 1), "{report:?}");
+    let report: shared::runner::BatchReport = serde_json::from_value(
+        f.invoke(serde_json::to_value(&event).expect("json"))
+            .await
+            .expect("batch succeeds"),
+    )
+    .expect("report");
+    assert_eq!(
+        (report.processed, report.parked.len()),
+        (2, 1),
+        "{report:?}"
+    );
     assert!(report.parked[0].reason.contains("protobuf"), "{report:?}");
 
     // The same batch again (a redelivery): nothing applied twice.
-    let again: shared::runner::BatchReport =
-        serde_json::from_value(f.invoke(serde_json::to_value(&event).expect("json")).await.expect("batch succeeds")).expect("report");
+    let again: shared::runner::BatchReport = serde_json::from_value(
+        f.invoke(serde_json::to_value(&event).expect("json"))
+            .await
+            .expect("batch succeeds"),
+    )
+    .expect("report");
     assert_eq!(again.duplicates, 2, "{again:?}");
     let levels = inventory::stock_levels(&ctx.pool).await.expect("stock");
     assert_eq!(levels[0].available, 8, "two units reserved, once each");
 
     // The parked message sits in the real dead-letter queue, explained.
-    let conn = shared::publisher::connect(&cfg.amqp_url, "test").await.expect("broker");
+    let conn = shared::publisher::connect(&cfg.amqp_url, "test")
+        .await
+        .expect("broker");
     let ch = conn.create_channel().await.expect("channel");
     let dlq = ctx.names.dead_letter_queue("inventory-reserve");
     let mut parked = Vec::new();
-    while let Some(m) = ch.basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("get") {
+    while let Some(m) = ch
+        .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+    {
         parked.push(m);
     }
-    assert_eq!(parked.len(), 2, "parked once per failed delivery of the batch, both explained");
-    let headers = parked[0].delivery.properties.headers().clone().expect("headers");
+    assert_eq!(
+        parked.len(),
+        2,
+        "parked once per failed delivery of the batch, both explained"
+    );
+    let headers = parked[0]
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .expect("headers");
     let text = |k: &str| match headers.inner().get(k) {
         Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
         other => panic!("{k}: {other:?}"),

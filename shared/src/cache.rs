@@ -15,9 +15,14 @@ pub struct Redis {
 
 impl Redis {
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", crate::config::redact(url)))?;
-        Ok(Redis { client, url: url.to_string(), manager: Default::default() })
+        let client = redis::Client::open(url).map_err(|e| {
+            anyhow::anyhow!("invalid REDIS_URL {}: {e}", crate::config::redact(url))
+        })?;
+        Ok(Redis {
+            client,
+            url: url.to_string(),
+            manager: Default::default(),
+        })
     }
 
     pub fn url_redacted(&self) -> String {

@@ -44,27 +44,40 @@ impl Config {
         let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             match get(name) {
                 None => Ok(Duration::from_secs(default)),
-                Some(v) => v.trim().parse::<u64>().map(Duration::from_secs).map_err(|e| ConfigError {
-                    name,
-                    value: v.clone(),
-                    reason: e.to_string(),
-                }),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .map_err(|e| ConfigError {
+                        name,
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    }),
             }
         };
         let wire_encoding = match get("ORDERFLOW_WIRE_ENCODING") {
             None => Encoding::Protobuf,
-            Some(v) => v.parse().map_err(|reason| ConfigError { name: "ORDERFLOW_WIRE_ENCODING", value: v, reason })?,
+            Some(v) => v.parse().map_err(|reason| ConfigError {
+                name: "ORDERFLOW_WIRE_ENCODING",
+                value: v,
+                reason,
+            })?,
         };
         let db_pool_size = match get("DB_POOL_SIZE") {
             None => 5,
-            Some(v) => v.parse().map_err(|e: std::num::ParseIntError| ConfigError {
-                name: "DB_POOL_SIZE",
-                value: v.clone(),
-                reason: e.to_string(),
-            })?,
+            Some(v) => v
+                .parse()
+                .map_err(|e: std::num::ParseIntError| ConfigError {
+                    name: "DB_POOL_SIZE",
+                    value: v.clone(),
+                    reason: e.to_string(),
+                })?,
         };
         let prefix = get("ORDERFLOW_PREFIX").unwrap_or_default();
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
             return Err(ConfigError {
                 name: "ORDERFLOW_PREFIX",
                 value: prefix,
@@ -72,9 +85,11 @@ impl Config {
             });
         }
         Ok(Config {
-            database_url: get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/orderflow".into()),
+            database_url: get("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/orderflow".into()),
             redis_url: get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-            amqp_url: get("AMQP_URL").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            amqp_url: get("AMQP_URL")
+                .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
             prefix,
             wire_encoding,
             pending_timeout: secs("ORDER_PENDING_TIMEOUT_SECS", 300)?,
@@ -115,7 +130,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -138,13 +156,20 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden_in_messages() {
-        assert_eq!(redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(
+            redact("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[test]
     fn vhost_comes_from_the_url_path() {
-        let c = cfg(&[("AMQP_URL", "amqps://u:p@b-1.mq.eu-west-1.amazonaws.com:5671/prod")]).expect("ok");
+        let c = cfg(&[(
+            "AMQP_URL",
+            "amqps://u:p@b-1.mq.eu-west-1.amazonaws.com:5671/prod",
+        )])
+        .expect("ok");
         assert_eq!(c.vhost(), "prod");
     }
 }

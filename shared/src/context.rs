@@ -28,15 +28,29 @@ impl Context {
     }
 
     /// Same, with a given pool and publisher (tests pass a recording publisher).
-    pub fn with_publisher(config: Config, pool: PgPool, publisher: Arc<dyn Publish>) -> anyhow::Result<Self> {
+    pub fn with_publisher(
+        config: Config,
+        pool: PgPool,
+        publisher: Arc<dyn Publish>,
+    ) -> anyhow::Result<Self> {
         let redis = Redis::new(&config.redis_url)?;
         let names = Names::new(config.prefix.clone());
         let sessions = Sessions::new(redis.clone(), names.clone(), config.session_ttl);
-        Ok(Context { config: Arc::new(config), pool, redis, publisher, names, sessions })
+        Ok(Context {
+            config: Arc::new(config),
+            pool,
+            redis,
+            publisher,
+            names,
+            sessions,
+        })
     }
 
     /// A batch runner for `handler` on this context.
-    pub fn batch_runner<H: crate::runner::MessageHandler>(&self, handler: H) -> crate::runner::BatchRunner<H> {
+    pub fn batch_runner<H: crate::runner::MessageHandler>(
+        &self,
+        handler: H,
+    ) -> crate::runner::BatchRunner<H> {
         crate::runner::BatchRunner {
             handler,
             pool: self.pool.clone(),

@@ -104,7 +104,9 @@ pub mod enum_json {
                         NameOrNumber::Number(n) => Ok(n),
                         NameOrNumber::Name(name) => <$ty>::from_str_name(&name)
                             .map(|v| v as i32)
-                            .ok_or_else(|| D::Error::custom(format!("unknown enum value {name:?}"))),
+                            .ok_or_else(|| {
+                                D::Error::custom(format!("unknown enum value {name:?}"))
+                            }),
                     }
                 }
             }

@@ -14,7 +14,10 @@ use std::time::Duration;
 /// query does, as a transient error, and the pool reconnects by itself afterwards.
 pub fn pool(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let opts = PgConnectOptions::from_str(database_url).map_err(|e| {
-        anyhow::anyhow!("invalid DATABASE_URL {}: {e}", crate::config::redact(database_url))
+        anyhow::anyhow!(
+            "invalid DATABASE_URL {}: {e}",
+            crate::config::redact(database_url)
+        )
     })?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -24,20 +27,37 @@ pub fn pool(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 
 /// Creates the service's schema, its inbox and outbox, then runs its own migrations with
 /// their bookkeeping table inside that schema (so services never share migration history).
-pub async fn migrate(database_url: &str, schema: &str, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
+pub async fn migrate(
+    database_url: &str,
+    schema: &str,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(database_url).await.map_err(|e| {
-        anyhow::anyhow!("cannot reach Postgres at {}: {e}", crate::config::redact(database_url))
+        anyhow::anyhow!(
+            "cannot reach Postgres at {}: {e}",
+            crate::config::redact(database_url)
+        )
     })?;
     // Concurrent `up`s (tests, several runners) must not race on CREATE SCHEMA.
-    sqlx::query("SELECT pg_advisory_lock(hashtext($1))").bind(schema).execute(&mut conn).await?;
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+        .bind(schema)
+        .execute(&mut conn)
+        .await?;
     let result = async {
-        sqlx::raw_sql(AssertSqlSafe(messaging_ddl(schema))).execute(&mut conn).await?;
-        sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO {schema}"))).execute(&mut conn).await?;
+        sqlx::raw_sql(AssertSqlSafe(messaging_ddl(schema)))
+            .execute(&mut conn)
+            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO {schema}")))
+            .execute(&mut conn)
+            .await?;
         migrator.run(&mut conn).await?;
         anyhow::Ok(())
     }
     .await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(schema).execute(&mut conn).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind(schema)
+        .execute(&mut conn)
+        .await;
     result
 }
 
@@ -70,7 +90,12 @@ fn messaging_ddl(schema: &str) -> String {
 
 /// Records that `consumer` handled `env`; false when it already had (a duplicate).
 /// Must run in the transaction that applies the event's effect.
-pub async fn inbox_record(conn: &mut PgConnection, schema: &str, consumer: &str, env: &Envelope) -> sqlx::Result<bool> {
+pub async fn inbox_record(
+    conn: &mut PgConnection,
+    schema: &str,
+    consumer: &str,
+    env: &Envelope,
+) -> sqlx::Result<bool> {
     let done = sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {schema}.inbox (consumer, event_id, event_type, order_id) VALUES ($1, $2, $3, $4)
          ON CONFLICT DO NOTHING"
@@ -85,7 +110,11 @@ pub async fn inbox_record(conn: &mut PgConnection, schema: &str, consumer: &str,
 }
 
 /// Writes outgoing events to the outbox in the caller's transaction.
-pub async fn outbox_insert(conn: &mut PgConnection, schema: &str, events: &[Envelope]) -> sqlx::Result<()> {
+pub async fn outbox_insert(
+    conn: &mut PgConnection,
+    schema: &str,
+    events: &[Envelope],
+) -> sqlx::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -93,7 +122,10 @@ pub async fn outbox_insert(conn: &mut PgConnection, schema: &str, events: &[Enve
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let corr: Vec<&str> = events.iter().map(|e| e.correlation_id.as_str()).collect();
     let cause: Vec<&str> = events.iter().map(|e| e.causation_id.as_str()).collect();
-    let bodies: Vec<Vec<u8>> = events.iter().map(|e| e.encode(Encoding::Protobuf)).collect();
+    let bodies: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| e.encode(Encoding::Protobuf))
+        .collect();
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO {schema}.outbox (id, event_type, correlation_id, causation_id, envelope)
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])"
@@ -108,7 +140,11 @@ pub async fn outbox_insert(conn: &mut PgConnection, schema: &str, events: &[Enve
     Ok(())
 }
 
-pub async fn outbox_mark_published(pool: &PgPool, schema: &str, ids: &[uuid::Uuid]) -> sqlx::Result<()> {
+pub async fn outbox_mark_published(
+    pool: &PgPool,
+    schema: &str,
+    ids: &[uuid::Uuid],
+) -> sqlx::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -121,7 +157,11 @@ pub async fn outbox_mark_published(pool: &PgPool, schema: &str, ids: &[uuid::Uui
 
 /// Unpublished events caused by `causation_id`: what a crash or a broker failure after the
 /// commit left behind; re-sent when the same message is delivered again.
-pub async fn outbox_unpublished_caused_by(pool: &PgPool, schema: &str, causation_id: &str) -> sqlx::Result<Vec<Envelope>> {
+pub async fn outbox_unpublished_caused_by(
+    pool: &PgPool,
+    schema: &str,
+    causation_id: &str,
+) -> sqlx::Result<Vec<Envelope>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT envelope FROM {schema}.outbox WHERE causation_id = $1 AND published_at IS NULL ORDER BY id"
     )))
@@ -167,10 +207,12 @@ pub async fn outbox_relay(
     }
     let ids: Vec<uuid::Uuid> = envs.iter().map(Envelope::event_uuid).collect();
     send(envs).await?;
-    sqlx::query(AssertSqlSafe(format!("UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1)")))
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1)"
+    )))
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(ids.len())
 }

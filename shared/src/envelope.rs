@@ -37,7 +37,12 @@ impl Encoding {
         let Some(ct) = content_type else {
             return Ok(Encoding::Protobuf);
         };
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "" | CONTENT_TYPE_PROTOBUF | "application/protobuf" | "application/octet-stream" => {
                 Ok(Encoding::Protobuf)
@@ -174,7 +179,11 @@ mod tests {
                 order_id: "0190f0c2-0000-7000-8000-000000000001".into(),
                 user_id: "u1".into(),
                 customer_email: "a@example.com".into(),
-                items: vec![OrderLine { product_id: "sku-1".into(), quantity: 2, unit_price_cents: 1999 }],
+                items: vec![OrderLine {
+                    product_id: "sku-1".into(),
+                    quantity: 2,
+                    unit_price_cents: 1999,
+                }],
                 total_cents: 3998,
                 currency: "EUR".into(),
                 payment_token: "tok_visa".into(),
@@ -213,12 +222,19 @@ mod tests {
     fn correlation_and_causation_follow_the_cause() {
         let first = sample();
         let next = Envelope::new(
-            Payload::StockReserved(StockReserved { order_id: first.correlation_id.clone(), items: vec![] }),
+            Payload::StockReserved(StockReserved {
+                order_id: first.correlation_id.clone(),
+                items: vec![],
+            }),
             Some(&first),
         );
         assert_eq!(next.causation_id, first.event_id);
         assert_eq!(next.correlation_id, first.correlation_id);
-        assert_eq!(&next.traceparent[3..35], &first.traceparent[3..35], "same trace id");
+        assert_eq!(
+            &next.traceparent[3..35],
+            &first.traceparent[3..35],
+            "same trace id"
+        );
         assert_ne!(next.traceparent, first.traceparent, "new span id");
     }
 
@@ -228,8 +244,14 @@ mod tests {
             Envelope::decode(b"\xff\xff\xff", Encoding::Protobuf),
             Err(DecodeError::Protobuf(_))
         ));
-        assert!(matches!(Envelope::decode(b"{", Encoding::Json), Err(DecodeError::Json(_))));
-        assert!(matches!(Envelope::decode(b"{}", Encoding::Json), Err(DecodeError::NoPayload)));
+        assert!(matches!(
+            Envelope::decode(b"{", Encoding::Json),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            Envelope::decode(b"{}", Encoding::Json),
+            Err(DecodeError::NoPayload)
+        ));
         let mut env = sample();
         env.event_type = "stock.reserved".into();
         let err = Envelope::decode(&env.encode(Encoding::Json), Encoding::Json).unwrap_err();
@@ -238,7 +260,10 @@ mod tests {
 
     #[test]
     fn content_type_picks_the_codec() {
-        assert_eq!(Encoding::from_content_type(None).ok(), Some(Encoding::Protobuf));
+        assert_eq!(
+            Encoding::from_content_type(None).ok(),
+            Some(Encoding::Protobuf)
+        );
         assert_eq!(
             Encoding::from_content_type(Some("application/json; charset=utf-8")).ok(),
             Some(Encoding::Json)
@@ -249,7 +274,10 @@ mod tests {
     #[test]
     fn protobuf_is_smaller_than_json_for_an_order() {
         let env = sample();
-        let (p, j) = (env.encode(Encoding::Protobuf).len(), env.encode(Encoding::Json).len());
+        let (p, j) = (
+            env.encode(Encoding::Protobuf).len(),
+            env.encode(Encoding::Json).len(),
+        );
         assert!(p < j, "protobuf {p} bytes, json {j} bytes");
     }
 }

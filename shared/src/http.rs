@@ -21,26 +21,41 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request", message)
     }
     pub fn unauthorized() -> Self {
-        Self::new(401, "unauthorized", "a valid session token is required (Authorization: Bearer <token>)")
+        Self::new(
+            401,
+            "unauthorized",
+            "a valid session token is required (Authorization: Bearer <token>)",
+        )
     }
     pub fn not_found(what: &str) -> Self {
         Self::new(404, "not_found", format!("{what} not found"))
     }
     pub fn unavailable(dependency: &str) -> Self {
-        Self::new(503, "dependency_unavailable", format!("{dependency} is unavailable, try again"))
+        Self::new(
+            503,
+            "dependency_unavailable",
+            format!("{dependency} is unavailable, try again"),
+        )
     }
     pub fn internal() -> Self {
         Self::new(500, "internal", "internal error")
     }
 
     pub fn into_response(self) -> Response {
-        json_response(self.status, &serde_json::json!({"error": {"code": self.code, "message": self.message}}))
+        json_response(
+            self.status,
+            &serde_json::json!({"error": {"code": self.code, "message": self.message}}),
+        )
     }
 }
 
@@ -48,9 +63,10 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         tracing::error!(error = %e, "postgres error");
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
-                ApiError::unavailable("the database")
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed => ApiError::unavailable("the database"),
             _ => ApiError::internal(),
         }
     }
@@ -70,7 +86,9 @@ pub fn json_response<T: Serialize>(status: u16, value: &T) -> Response {
         aws_lambda_events::http::header::CONTENT_TYPE,
         aws_lambda_events::http::HeaderValue::from_static("application/json"),
     );
-    resp.body = Some(Body::Text(serde_json::to_string(value).unwrap_or_else(|_| "{}".into())));
+    resp.body = Some(Body::Text(
+        serde_json::to_string(value).unwrap_or_else(|_| "{}".into()),
+    ));
     resp
 }
 
@@ -102,7 +120,8 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("a JSON body is required"));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -125,9 +144,15 @@ pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 
 /// The caller's session, or 401; 503 when the session store cannot be asked (never let a
 /// request through unauthenticated).
-pub async fn authenticate(sessions: &crate::session::Sessions, req: &Request) -> Result<crate::session::Session, ApiError> {
+pub async fn authenticate(
+    sessions: &crate::session::Sessions,
+    req: &Request,
+) -> Result<crate::session::Session, ApiError> {
     let token = bearer(req).ok_or_else(ApiError::unauthorized)?;
-    sessions.validate(token).await?.ok_or_else(ApiError::unauthorized)
+    sessions
+        .validate(token)
+        .await?
+        .ok_or_else(ApiError::unauthorized)
 }
 
 /// The HTTP method of a v2 request.

@@ -30,7 +30,8 @@ impl<H: MessageHandler> Function for RmqFunction<H> {
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
         // A payload that is not an aws:rmq event at all cannot be parked message by message;
         // it is a wiring mistake and fails loudly.
-        let event: RmqEvent = serde_json::from_value(event).map_err(|e| format!("not an aws:rmq event: {e}"))?;
+        let event: RmqEvent =
+            serde_json::from_value(event).map_err(|e| format!("not an aws:rmq event: {e}"))?;
         let report = self.0.run(&event).await?;
         Ok(serde_json::to_value(report)?)
     }
@@ -48,7 +49,9 @@ where
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError> {
         let response = match serde_json::from_value::<Request>(event) {
             Ok(req) => crate::http::respond((self.0)(req).await),
-            Err(e) => ApiError::bad_request(format!("not an HTTP API v2 request: {e}")).into_response(),
+            Err(e) => {
+                ApiError::bad_request(format!("not an HTTP API v2 request: {e}")).into_response()
+            }
         };
         Ok(serde_json::to_value(response)?)
     }
@@ -74,10 +77,12 @@ pub async fn serve(constructor: Constructor) -> Result<(), lambda_runtime::Error
     let config = crate::Config::from_env()?;
     let ctx = Context::new(config)?;
     let function = constructor(&ctx);
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| {
-        let function = function.clone();
-        async move { function.invoke(event.payload).await }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| {
+            let function = function.clone();
+            async move { function.invoke(event.payload).await }
+        },
+    ))
     .await
 }
 
@@ -107,12 +112,23 @@ pub fn outbox_relay(ctx: &Context, schema: &'static str) -> Arc<dyn Function> {
 
 /// One relay pass: at most `limit` rows older than 5 s. Returns how many were published.
 pub async fn relay_once(ctx: &Context, schema: &str, limit: i64) -> anyhow::Result<usize> {
-    crate::db::outbox_relay(&ctx.pool, schema, std::time::Duration::from_secs(5), limit, async |events| {
-        let msgs: Vec<_> = events
-            .iter()
-            .map(|e| crate::publisher::OutMessage::event(&ctx.names, e, ctx.config.wire_encoding))
-            .collect();
-        ctx.publisher.publish(&msgs).await.map_err(anyhow::Error::new)
-    })
+    crate::db::outbox_relay(
+        &ctx.pool,
+        schema,
+        std::time::Duration::from_secs(5),
+        limit,
+        async |events| {
+            let msgs: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    crate::publisher::OutMessage::event(&ctx.names, e, ctx.config.wire_encoding)
+                })
+                .collect();
+            ctx.publisher
+                .publish(&msgs)
+                .await
+                .map_err(anyhow::Error::new)
+        },
+    )
     .await
 }

@@ -88,7 +88,11 @@ pub struct AmqpPublisher {
 
 impl AmqpPublisher {
     pub fn new(url: impl Into<String>) -> Self {
-        AmqpPublisher { url: url.into(), state: Arc::new(Mutex::new(None)), confirm_timeout: Duration::from_secs(10) }
+        AmqpPublisher {
+            url: url.into(),
+            state: Arc::new(Mutex::new(None)),
+            confirm_timeout: Duration::from_secs(10),
+        }
     }
 
     async fn channel(&self) -> Result<Channel, PublishError> {
@@ -158,10 +162,14 @@ impl Publish for AmqpPublisher {
 
 /// Opens a connection, naming the URL (password hidden) when it fails.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, PublishError> {
-    let props = ConnectionProperties::default().with_connection_name(format!("orderflow-{name}").into());
+    let props =
+        ConnectionProperties::default().with_connection_name(format!("orderflow-{name}").into());
     Connection::connect(url, props)
         .await
-        .map_err(|source| PublishError::Connect { url: crate::config::redact(url), source })
+        .map_err(|source| PublishError::Connect {
+            url: crate::config::redact(url),
+            source,
+        })
 }
 
 pub fn amqp_properties(m: &OutMessage) -> BasicProperties {

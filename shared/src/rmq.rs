@@ -59,7 +59,9 @@ pub struct BasicProperties {
 #[serde(untagged)]
 pub enum HeaderValue {
     /// Strings (long strings) arrive as their UTF-8 bytes.
-    Bytes { bytes: Vec<u8> },
+    Bytes {
+        bytes: Vec<u8>,
+    },
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -71,7 +73,9 @@ pub enum HeaderValue {
 
 impl HeaderValue {
     pub fn from_str_value(s: &str) -> Self {
-        HeaderValue::Bytes { bytes: s.as_bytes().to_vec() }
+        HeaderValue::Bytes {
+            bytes: s.as_bytes().to_vec(),
+        }
     }
 
     /// The value as text, where it is text or a number.
@@ -141,14 +145,21 @@ impl RmqEvent {
 
 /// Builds the trigger's view of one AMQP delivery, exactly as the Amazon MQ event source
 /// renders it: base64 body, string headers as bytes, absent properties as `null`.
-pub fn message_from_amqp(props: &lapin::BasicProperties, body: &[u8], redelivered: bool) -> RmqMessage {
+pub fn message_from_amqp(
+    props: &lapin::BasicProperties,
+    body: &[u8],
+    redelivered: bool,
+) -> RmqMessage {
     let short = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|v| v.as_str().to_string());
     RmqMessage {
         basic_properties: BasicProperties {
             content_type: short(props.content_type()),
             content_encoding: short(props.content_encoding()),
             headers: props.headers().as_ref().map(|t| {
-                t.inner().iter().map(|(k, v)| (k.as_str().to_string(), header_from_amqp(v))).collect()
+                t.inner()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), header_from_amqp(v)))
+                    .collect()
             }),
             delivery_mode: *props.delivery_mode(),
             priority: *props.priority(),
@@ -185,14 +196,25 @@ fn header_from_amqp(v: &lapin::types::AMQPValue) -> HeaderValue {
         A::Timestamp(t) => HeaderValue::Int(*t as i64),
         A::Float(f) => HeaderValue::Float(f64::from(*f)),
         A::Double(f) => HeaderValue::Float(*f),
-        A::DecimalValue(d) => HeaderValue::Float(f64::from(d.value) / 10f64.powi(i32::from(d.scale))),
-        A::ShortString(s) => HeaderValue::Bytes { bytes: s.as_str().as_bytes().to_vec() },
-        A::LongString(s) => HeaderValue::Bytes { bytes: s.as_bytes().to_vec() },
-        A::ByteArray(b) => HeaderValue::Bytes { bytes: b.as_slice().to_vec() },
-        A::FieldArray(a) => HeaderValue::Array(a.as_slice().iter().map(header_from_amqp).collect()),
-        A::FieldTable(t) => {
-            HeaderValue::Table(t.inner().iter().map(|(k, v)| (k.as_str().to_string(), header_from_amqp(v))).collect())
+        A::DecimalValue(d) => {
+            HeaderValue::Float(f64::from(d.value) / 10f64.powi(i32::from(d.scale)))
         }
+        A::ShortString(s) => HeaderValue::Bytes {
+            bytes: s.as_str().as_bytes().to_vec(),
+        },
+        A::LongString(s) => HeaderValue::Bytes {
+            bytes: s.as_bytes().to_vec(),
+        },
+        A::ByteArray(b) => HeaderValue::Bytes {
+            bytes: b.as_slice().to_vec(),
+        },
+        A::FieldArray(a) => HeaderValue::Array(a.as_slice().iter().map(header_from_amqp).collect()),
+        A::FieldTable(t) => HeaderValue::Table(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), header_from_amqp(v)))
+                .collect(),
+        ),
         A::Void => HeaderValue::Null(()),
     }
 }
@@ -252,9 +274,20 @@ mod tests {
         let (queue, msg) = ev.messages().next().expect("one message");
         assert_eq!(queue, "pizzaQueue");
         assert_eq!(msg.basic_properties.priority, None);
-        assert_eq!(msg.basic_properties.header_text("header1").as_deref(), Some("value1"));
-        assert_eq!(msg.basic_properties.header("numberInHeader").and_then(HeaderValue::as_i64), Some(10));
-        assert_eq!(msg.body().expect("base64"), br#"{"timeout":0,"data":"CZrmf0Gw8Ov4bqLQxD4E"}"#);
+        assert_eq!(
+            msg.basic_properties.header_text("header1").as_deref(),
+            Some("value1")
+        );
+        assert_eq!(
+            msg.basic_properties
+                .header("numberInHeader")
+                .and_then(HeaderValue::as_i64),
+            Some(10)
+        );
+        assert_eq!(
+            msg.body().expect("base64"),
+            br#"{"timeout":0,"data":"CZrmf0Gw8Ov4bqLQxD4E"}"#
+        );
     }
 
     #[test]
@@ -264,8 +297,8 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(ev.len(), 1);
-        let ev: RmqEvent =
-            serde_json::from_str(r#"{"rmqMessagesByQueue":{"q::/":[{"data":""}]}}"#).expect("parses");
+        let ev: RmqEvent = serde_json::from_str(r#"{"rmqMessagesByQueue":{"q::/":[{"data":""}]}}"#)
+            .expect("parses");
         assert_eq!(ev.len(), 1);
     }
 

@@ -29,11 +29,17 @@ pub struct Applied<E> {
 
 impl<E> Applied<E> {
     pub fn nothing() -> Self {
-        Applied { events: vec![], effects: vec![] }
+        Applied {
+            events: vec![],
+            effects: vec![],
+        }
     }
 
     pub fn events(events: Vec<Envelope>) -> Self {
-        Applied { events, effects: vec![] }
+        Applied {
+            events,
+            effects: vec![],
+        }
     }
 
     pub fn with_effect(mut self, effect: E) -> Self {
@@ -54,7 +60,11 @@ pub trait MessageHandler: Send + Sync + 'static {
     /// The service's Postgres schema (its inbox and outbox live there).
     fn schema(&self) -> &'static str;
 
-    async fn apply(&self, tx: &mut PgConnection, env: &Envelope) -> Result<Applied<Self::Effect>, HandleError>;
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<Self::Effect>, HandleError>;
 
     /// Runs once per invocation with the effects of every committed message, so that
     /// follow-up I/O can be batched (one Redis pipeline per batch, for instance). It must not
@@ -107,7 +117,10 @@ impl<H: MessageHandler> BatchRunner<H> {
                 Err(reason) => {
                     tracing::warn!(queue, message_id = ?msg.basic_properties.message_id, %reason, "parking undecodable message");
                     parks.push(self.park(queue, msg, None, &reason));
-                    report.parked.push(ParkedReport { message_id: msg.basic_properties.message_id.clone(), reason });
+                    report.parked.push(ParkedReport {
+                        message_id: msg.basic_properties.message_id.clone(),
+                        reason,
+                    });
                     continue;
                 }
             };
@@ -126,7 +139,9 @@ impl<H: MessageHandler> BatchRunner<H> {
                     effects.extend(applied.effects);
                 }
                 Ok(Step::Duplicate(leftovers)) => {
-                    span.in_scope(|| tracing::info!(resent = leftovers.len(), "duplicate delivery skipped"));
+                    span.in_scope(|| {
+                        tracing::info!(resent = leftovers.len(), "duplicate delivery skipped")
+                    });
                     report.duplicates += 1;
                     // A duplicate in the same batch as its original finds the original's
                     // events still unpublished: send each event once.
@@ -139,10 +154,18 @@ impl<H: MessageHandler> BatchRunner<H> {
                 Err(HandleError::Permanent(reason)) => {
                     span.in_scope(|| tracing::warn!(%reason, "parking invalid message"));
                     parks.push(self.park(queue, msg, Some(&env), &reason));
-                    report.parked.push(ParkedReport { message_id: Some(env.event_id.clone()), reason });
+                    report.parked.push(ParkedReport {
+                        message_id: Some(env.event_id.clone()),
+                        reason,
+                    });
                 }
                 Err(HandleError::Transient(e)) => {
-                    span.in_scope(|| tracing::error!(error = format!("{e:#}"), "transient failure, batch will be retried"));
+                    span.in_scope(|| {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "transient failure, batch will be retried"
+                        )
+                    });
                     failure = Some(e);
                     break;
                 }
@@ -161,11 +184,16 @@ impl<H: MessageHandler> BatchRunner<H> {
             && !parks.is_empty()
             && let Err(e) = self.publisher.publish(&parks).await
         {
-            failure.get_or_insert(anyhow::Error::new(e).context("parking on the dead-letter exchange"));
+            failure.get_or_insert(
+                anyhow::Error::new(e).context("parking on the dead-letter exchange"),
+            );
         }
         self.handler.after_commit(effects).await;
         match failure {
-            Some(source) => Err(BatchError { committed: report.processed, source }),
+            Some(source) => Err(BatchError {
+                committed: report.processed,
+                source,
+            }),
             None => Ok(report),
         }
     }
@@ -175,7 +203,8 @@ impl<H: MessageHandler> BatchRunner<H> {
         let mut tx = self.pool.begin().await?;
         if !crate::db::inbox_record(&mut tx, schema, self.handler.name(), env).await? {
             tx.rollback().await?;
-            let leftovers = crate::db::outbox_unpublished_caused_by(&self.pool, schema, &env.event_id).await?;
+            let leftovers =
+                crate::db::outbox_unpublished_caused_by(&self.pool, schema, &env.event_id).await?;
             return Ok(Step::Duplicate(leftovers));
         }
         let applied = self.handler.apply(&mut tx, env).await?;
@@ -188,8 +217,14 @@ impl<H: MessageHandler> BatchRunner<H> {
         if events.is_empty() {
             return Ok(());
         }
-        let msgs: Vec<OutMessage> = events.iter().map(|e| OutMessage::event(&self.names, e, self.encoding)).collect();
-        self.publisher.publish(&msgs).await.map_err(|e| anyhow::Error::new(e).context("publishing events"))?;
+        let msgs: Vec<OutMessage> = events
+            .iter()
+            .map(|e| OutMessage::event(&self.names, e, self.encoding))
+            .collect();
+        self.publisher
+            .publish(&msgs)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("publishing events"))?;
         let ids: Vec<uuid::Uuid> = events.iter().map(Envelope::event_uuid).collect();
         crate::db::outbox_mark_published(&self.pool, self.handler.schema(), &ids)
             .await
@@ -197,12 +232,25 @@ impl<H: MessageHandler> BatchRunner<H> {
     }
 
     /// The dead-letter message: the original body and properties, plus why and from where.
-    fn park(&self, queue: &str, msg: &RmqMessage, env: Option<&Envelope>, reason: &str) -> OutMessage {
+    fn park(
+        &self,
+        queue: &str,
+        msg: &RmqMessage,
+        env: Option<&Envelope>,
+        reason: &str,
+    ) -> OutMessage {
         let props = &msg.basic_properties;
         let body = msg.body().unwrap_or_else(|_| msg.data.clone().into_bytes());
         // Quorum queues count earlier deliveries in x-delivery-count.
-        let attempts = props.header("x-delivery-count").and_then(|v| v.as_i64()).unwrap_or(0) + 1;
-        let routing_key = env.map(|e| e.event_type.clone()).or_else(|| props.type_.clone()).unwrap_or_default();
+        let attempts = props
+            .header("x-delivery-count")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+            + 1;
+        let routing_key = env
+            .map(|e| e.event_type.clone())
+            .or_else(|| props.type_.clone())
+            .unwrap_or_default();
         let mut headers: Vec<(String, HeaderVal)> = props
             .headers
             .iter()
@@ -211,19 +259,37 @@ impl<H: MessageHandler> BatchRunner<H> {
             .filter_map(|(k, v)| v.as_text().map(|t| (k.clone(), HeaderVal::Str(t))))
             .collect();
         headers.extend([
-            (parked::REASON.to_string(), HeaderVal::Str(reason.to_string())),
-            (parked::ORIGINAL_QUEUE.to_string(), HeaderVal::Str(queue.to_string())),
-            (parked::ORIGINAL_ROUTING_KEY.to_string(), HeaderVal::Str(routing_key)),
+            (
+                parked::REASON.to_string(),
+                HeaderVal::Str(reason.to_string()),
+            ),
+            (
+                parked::ORIGINAL_QUEUE.to_string(),
+                HeaderVal::Str(queue.to_string()),
+            ),
+            (
+                parked::ORIGINAL_ROUTING_KEY.to_string(),
+                HeaderVal::Str(routing_key),
+            ),
             (parked::ATTEMPTS.to_string(), HeaderVal::Int(attempts)),
-            (parked::PARKED_AT.to_string(), HeaderVal::Int(chrono::Utc::now().timestamp_millis())),
-            (parked::FUNCTION.to_string(), HeaderVal::Str(self.handler.name().to_string())),
+            (
+                parked::PARKED_AT.to_string(),
+                HeaderVal::Int(chrono::Utc::now().timestamp_millis()),
+            ),
+            (
+                parked::FUNCTION.to_string(),
+                HeaderVal::Str(self.handler.name().to_string()),
+            ),
         ]);
         OutMessage {
             exchange: self.names.dead_letter_exchange(),
             // The dead-letter queue of `queue` is bound to the DLX with the queue's name.
             routing_key: queue.to_string(),
             body,
-            content_type: props.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+            content_type: props
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
             message_id: props.message_id.clone(),
             type_: props.type_.clone(),
             correlation_id: props.correlation_id.clone(),
@@ -240,7 +306,10 @@ enum Step<E> {
 
 /// Body and content type to envelope; the error is the reason the message gets parked.
 pub fn decode(msg: &RmqMessage) -> Result<Envelope, String> {
-    let body = msg.body().map_err(|e| format!("data is not valid base64: {e}"))?;
-    let encoding = Encoding::from_content_type(msg.basic_properties.content_type.as_deref()).map_err(|e| e.to_string())?;
+    let body = msg
+        .body()
+        .map_err(|e| format!("data is not valid base64: {e}"))?;
+    let encoding = Encoding::from_content_type(msg.basic_properties.content_type.as_deref())
+        .map_err(|e| e.to_string())?;
     Envelope::decode(&body, encoding).map_err(|e| e.to_string())
 }

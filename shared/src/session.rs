@@ -34,17 +34,26 @@ impl Sessions {
 
     fn key(&self, token: &str) -> String {
         let digest = Sha256::digest(token.as_bytes());
-        self.names.redis_key(&format!("session:{}", hex::encode(digest)))
+        self.names
+            .redis_key(&format!("session:{}", hex::encode(digest)))
     }
 
     /// A new token for `session`, with its expiry time.
-    pub async fn create(&self, session: &Session) -> redis::RedisResult<(String, chrono::DateTime<chrono::Utc>)> {
+    pub async fn create(
+        &self,
+        session: &Session,
+    ) -> redis::RedisResult<(String, chrono::DateTime<chrono::Utc>)> {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
-        let token = format!("ofs_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+        let token = format!(
+            "ofs_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        );
         let value = serde_json::to_string(session).unwrap_or_default();
         let mut conn = self.redis.conn().await?;
-        let _: () = conn.set_ex(self.key(&token), value, self.ttl.as_secs()).await?;
+        let _: () = conn
+            .set_ex(self.key(&token), value, self.ttl.as_secs())
+            .await?;
         Ok((token, chrono::Utc::now() + self.ttl))
     }
 

@@ -4,9 +4,13 @@ use rand::RngCore as _;
 
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
 pub fn init() {
+    init_with_default("info,sqlx=warn,lapin=warn,hyper=warn");
+}
+
+/// Same, with the filter used when `RUST_LOG` is not set.
+pub fn init_with_default(default_filter: &str) {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,hyper=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
         || std::env::var("ORDERFLOW_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = fmt().with_env_filter(filter).with_target(false);
@@ -40,7 +44,8 @@ pub fn child_traceparent(parent: &str) -> String {
 /// `(trace_id, flags)` of a valid version-00 traceparent.
 pub fn parse_traceparent(tp: &str) -> Option<(&str, &str)> {
     let mut parts = tp.split('-');
-    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     let ok = version == "00"
         && hex(trace, 32)

@@ -27,9 +27,17 @@ pub fn admin_url() -> String {
 pub async fn fresh_database() -> String {
     let admin = admin_url();
     let name = format!("of_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = PgConnection::connect(&admin).await.expect("test Postgres reachable (see README: services)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("test Postgres reachable (see README: services)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin);
     format!("{base}/{name}")
 }
 
@@ -57,24 +65,39 @@ impl TestEnv {
         tweak(&mut config);
         let publisher = RecordingPublisher::default();
         let pool = crate::db::pool(&config.database_url, 5).expect("pool");
-        let ctx = Context::with_publisher(config, pool, Arc::new(publisher.clone())).expect("context");
-        TestEnv { ctx, publisher, database_url, prefix }
+        let ctx =
+            Context::with_publisher(config, pool, Arc::new(publisher.clone())).expect("context");
+        TestEnv {
+            ctx,
+            publisher,
+            database_url,
+            prefix,
+        }
     }
 
     /// Runs a service's migrations in this environment's database.
     pub async fn migrate(&self, schema: &str, migrator: &sqlx::migrate::Migrator) {
-        crate::db::migrate(&self.database_url, schema, migrator).await.expect("migrations");
+        crate::db::migrate(&self.database_url, schema, migrator)
+            .await
+            .expect("migrations");
     }
 
     /// An `aws:rmq` event delivering `events` on `queue`, encoded as on the wire.
     pub fn rmq_event(&self, queue: &str, events: &[Envelope], encoding: Encoding) -> RmqEvent {
-        let msgs = events.iter().map(|e| self.rmq_message(e, encoding, false)).collect();
+        let msgs = events
+            .iter()
+            .map(|e| self.rmq_message(e, encoding, false))
+            .collect();
         crate::rmq::event_for_queue(&self.ctx.names.queue(queue), "/", msgs)
     }
 
     pub fn rmq_message(&self, env: &Envelope, encoding: Encoding, redelivered: bool) -> RmqMessage {
         let out = OutMessage::event(&self.ctx.names, env, encoding);
-        crate::rmq::message_from_amqp(&crate::publisher::amqp_properties(&out), &out.body, redelivered)
+        crate::rmq::message_from_amqp(
+            &crate::publisher::amqp_properties(&out),
+            &out.body,
+            redelivered,
+        )
     }
 
     /// Events published to the events exchange so far, decoded.
@@ -96,7 +119,11 @@ impl TestEnv {
 
     /// Messages parked on the dead-letter exchange so far.
     pub fn parked(&self) -> Vec<OutMessage> {
-        self.publisher.sent().into_iter().filter(|m| m.exchange == self.ctx.names.dead_letter_exchange()).collect()
+        self.publisher
+            .sent()
+            .into_iter()
+            .filter(|m| m.exchange == self.ctx.names.dead_letter_exchange())
+            .collect()
     }
 
     pub fn clear_published(&self) {

@@ -27,7 +27,9 @@ pub struct Names {
 
 impl Names {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Names { prefix: prefix.into() }
+        Names {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn events_exchange(&self) -> String {
@@ -63,7 +65,10 @@ pub struct QueueSpec {
 
 /// Declares exchanges, queues, dead-letter queues and bindings; idempotent.
 pub async fn declare(ch: &Channel, names: &Names, specs: &[QueueSpec]) -> Result<(), lapin::Error> {
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     ch.exchange_declare(
         names.events_exchange().as_str().into(),
         lapin::ExchangeKind::Topic,
@@ -78,13 +83,20 @@ pub async fn declare(ch: &Channel, names: &Names, specs: &[QueueSpec]) -> Result
         FieldTable::default(),
     )
     .await?;
-    let queue_opts = QueueDeclareOptions { durable: true, ..Default::default() };
+    let queue_opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     for spec in specs {
         let queue = names.queue(&spec.queue);
         let dlq = names.dead_letter_queue(&spec.queue);
         let mut dlq_args = FieldTable::default();
-        dlq_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-        ch.queue_declare(dlq.as_str().into(), queue_opts, dlq_args).await?;
+        dlq_args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        ch.queue_declare(dlq.as_str().into(), queue_opts, dlq_args)
+            .await?;
         ch.queue_bind(
             dlq.as_str().into(),
             names.dead_letter_exchange().as_str().into(),
@@ -95,14 +107,24 @@ pub async fn declare(ch: &Channel, names: &Names, specs: &[QueueSpec]) -> Result
         .await?;
 
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(names.dead_letter_exchange().as_str().into()),
         );
-        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(queue.as_str().into()));
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
-        ch.queue_declare(queue.as_str().into(), queue_opts, args).await?;
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(queue.as_str().into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        ch.queue_declare(queue.as_str().into(), queue_opts, args)
+            .await?;
         for key in &spec.routing_keys {
             ch.queue_bind(
                 queue.as_str().into(),
@@ -126,7 +148,10 @@ mod tests {
         let n = Names::new("t1.");
         assert_eq!(n.events_exchange(), "t1.orderflow.events");
         assert_eq!(n.queue("inventory-reserve"), "t1.inventory-reserve");
-        assert_eq!(n.dead_letter_queue("inventory-reserve"), "t1.inventory-reserve.dlq");
+        assert_eq!(
+            n.dead_letter_queue("inventory-reserve"),
+            "t1.inventory-reserve.dlq"
+        );
         assert_eq!(n.redis_key("stock:sku-1"), "t1.stock:sku-1");
     }
 }

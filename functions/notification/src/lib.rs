@@ -21,7 +21,10 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 }
 
 /// Every binary of this crate and the function it serves.
-pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[(functions::SEND, functions::send), (functions::RELAY, functions::relay)];
+pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
+    (functions::SEND, functions::send),
+    (functions::RELAY, functions::relay),
+];
 
 /// `(order_id, kind, count)` per order and kind, for `orderflow verify` (invariant 4:
 /// exactly one notification per order and kind).

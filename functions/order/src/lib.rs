@@ -41,9 +41,11 @@ pub async fn orders(pool: &PgPool) -> anyhow::Result<Vec<OrderRow>> {
 /// Every `(product_id, price_cents)` the order service can price; the runner's `seed`
 /// waits on it to know the catalog has propagated.
 pub async fn catalog_prices(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as("SELECT product_id, price_cents FROM orders.catalog ORDER BY product_id")
-        .fetch_all(pool)
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT product_id, price_cents FROM orders.catalog ORDER BY product_id")
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// How many products the order service can price.

@@ -40,7 +40,12 @@ pub async fn start_with(cfg: shared::Config) -> App {
     let specs = local::template::parse(&opts.template).expect("template");
     let stack = Stack::start(cfg, opts).await.expect("stack starts");
     let base = format!("http://{}", stack.http_addr);
-    App { stack, base, http: reqwest::Client::new(), queues: local::template_queues(&specs) }
+    App {
+        stack,
+        base,
+        http: reqwest::Client::new(),
+        queues: local::template_queues(&specs),
+    }
 }
 
 impl App {
@@ -55,11 +60,22 @@ impl App {
                 stock: *stock,
             })
             .collect();
-        local::seed::seed(&self.stack.ctx, &seeds, Some(Duration::from_secs(20))).await.expect("seed");
+        local::seed::seed(&self.stack.ctx, &seeds, Some(Duration::from_secs(20)))
+            .await
+            .expect("seed");
     }
 
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method.parse().expect("method"), format!("{}{path}", self.base));
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(
+            method.parse().expect("method"),
+            format!("{}{path}", self.base),
+        );
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -72,10 +88,19 @@ impl App {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, Value) {
         let mut req = self
             .http
-            .request(method.parse().expect("method"), format!("{}{path}", self.base))
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", self.base),
+            )
             .header("content-type", "application/json")
             .body(body.to_string());
         if let Some(t) = token {
@@ -97,7 +122,14 @@ impl App {
     }
 
     pub async fn order(&self, token: &str, items: Value, payment_token: &str) -> String {
-        let (s, body) = self.send("POST", "/orders", Some(token), Some(json!({"items": items, "payment_token": payment_token}))).await;
+        let (s, body) = self
+            .send(
+                "POST",
+                "/orders",
+                Some(token),
+                Some(json!({"items": items, "payment_token": payment_token})),
+            )
+            .await;
         assert_eq!(s, 202, "{body}");
         body["order_id"].as_str().expect("order_id").to_string()
     }
@@ -106,25 +138,42 @@ impl App {
     pub async fn final_state(&self, token: &str, order_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (s, body) = self.send("GET", &format!("/orders/{order_id}"), Some(token), None).await;
+            let (s, body) = self
+                .send("GET", &format!("/orders/{order_id}"), Some(token), None)
+                .await;
             assert_eq!(s, 200, "{body}");
             if body["status"] != "PENDING" {
                 return body;
             }
-            assert!(Instant::now() < deadline, "order {order_id} still PENDING after 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "order {order_id} still PENDING after 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
     pub async fn quiet(&self) {
-        local::demo::wait_quiet(&self.stack, &self.queues, Duration::from_secs(30)).await.expect("quiet");
+        local::demo::wait_quiet(&self.stack, &self.queues, Duration::from_secs(30))
+            .await
+            .expect("quiet");
     }
 
     /// Every invariant check; panics listing the violations.
     pub async fn verify(&self) {
         self.quiet().await;
-        let checks = local::verify::run(&self.stack.ctx, &self.queues).await.expect("verify runs");
-        let failed: Vec<String> = checks.iter().filter(|c| !c.ok()).map(|c| c.line()).collect();
-        assert!(failed.is_empty(), "invariants violated:\n{}", failed.join("\n"));
+        let checks = local::verify::run(&self.stack.ctx, &self.queues)
+            .await
+            .expect("verify runs");
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok())
+            .map(|c| c.line())
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "invariants violated:\n{}",
+            failed.join("\n")
+        );
     }
 }
