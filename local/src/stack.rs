@@ -135,6 +135,27 @@ pub async fn declare_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::R
     Ok(())
 }
 
+/// Removes this prefix's queues, dead-letter queues and exchanges (tests and throwaway
+/// stacks; never needed in normal operation).
+pub async fn delete_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let names = shared::topology::Names::new(cfg.prefix.clone());
+    let conn = shared::publisher::connect(&cfg.amqp_url, "topology").await?;
+    let ch = conn.create_channel().await?;
+    for q in template::queue_specs(specs) {
+        for name in [names.queue(&q.queue), names.dead_letter_queue(&q.queue)] {
+            ch.queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+    }
+    for ex in [names.events_exchange(), names.dead_letter_exchange()] {
+        ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
+    }
+    let _ = conn.close(200, "topology deleted".into()).await;
+    Ok(())
+}
+
 impl Stack {
     pub async fn start(cfg: Config, opts: StackOptions) -> anyhow::Result<Stack> {
         let specs = template::parse(&opts.template)?;

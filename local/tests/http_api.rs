@@ -154,5 +154,5 @@ async fn bad_requests_get_clear_json_errors() {
     assert_eq!((s, code(&b)), (404, "not_found"));
 
     app.verify().await;
-    app.stack.stop().await;
+    app.stop().await;
 }

@@ -28,7 +28,7 @@ async fn an_order_with_stock_and_a_good_card_is_confirmed_and_everything_adds_up
         json!([{"product_id": "sku-a", "available": 8}, {"product_id": "sku-b", "available": 4}])
     );
     app.verify().await;
-    app.stack.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +57,7 @@ async fn an_order_beyond_the_stock_is_cancelled_out_of_stock_and_its_authorizati
             .map(|p| p.status.as_str()),
         Some("voided")
     );
-    app.stack.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +80,7 @@ async fn a_declined_card_cancels_the_order_and_releases_its_stock() {
     app.verify().await;
     let (_, stock) = app.send("GET", "/products/sku-a/stock", None, None).await;
     assert_eq!(stock["available"], 3, "released after both cancellations");
-    app.stack.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +111,7 @@ async fn concurrent_orders_for_the_last_unit_confirm_exactly_one() {
         .send("GET", "/products/sku-last/stock", None, None)
         .await;
     assert_eq!(stock["available"], 0);
-    app.stack.stop().await;
+    app.stop().await;
 }
 
 /// Re-publishes every event the system produced (same event ids, as a broker redelivery or
@@ -213,5 +213,5 @@ async fn duplicate_delivery_of_every_event_type_has_no_second_effect() {
         "CANCELLED"
     );
     app.verify().await;
-    app.stack.stop().await;
+    app.stop().await;
 }

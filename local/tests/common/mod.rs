@@ -153,6 +153,16 @@ impl App {
         }
     }
 
+    /// Graceful stop, then the test's queues and exchanges are removed from the broker.
+    pub async fn stop(self) {
+        let cfg = (*self.stack.ctx.config).clone();
+        self.stack.stop().await;
+        let specs = local::template::parse(local::template::EMBEDDED).expect("template");
+        local::stack::delete_topology(&cfg, &specs)
+            .await
+            .expect("delete topology");
+    }
+
     pub async fn quiet(&self) {
         local::demo::wait_quiet(&self.stack, &self.queues, Duration::from_secs(30))
             .await
