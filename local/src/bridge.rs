@@ -24,6 +24,7 @@ pub struct Trigger {
     pub target: Target,
     pub amqp_url: String,
     pub metrics: Arc<Metrics>,
+    pub faults: shared::faults::Faults,
 }
 
 /// Consumes until `shutdown` turns true, reconnecting after any broker failure.
@@ -119,6 +120,18 @@ async fn invoke_batch(
     let json = serde_json::to_value(&event)?;
     let n = batch.len();
     let fname = t.function.as_str();
+    if t.faults.fires(shared::faults::Fault::Duplicate, fname) {
+        // Injected duplicate delivery: the function sees the batch twice, as after a lost ack.
+        let mut again = event.clone();
+        again
+            .rmq_messages_by_queue
+            .values_mut()
+            .flatten()
+            .for_each(|m| m.redelivered = true);
+        if let Err(e) = t.target.invoke(serde_json::to_value(&again)?).await {
+            tracing::warn!(function = fname, error = %e, "injected duplicate delivery failed");
+        }
+    }
     match t.target.invoke(json).await {
         Ok(answer) => {
             t.metrics.inc(

@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod demo;
+pub mod dlq;
 pub mod front;
 pub mod invoke;
 pub mod metrics;

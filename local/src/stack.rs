@@ -194,6 +194,7 @@ impl Stack {
                             target: target.clone(),
                             amqp_url: cfg.amqp_url.clone(),
                             metrics: metrics.clone(),
+                            faults: cfg.faults.clone(),
                         };
                         tasks.push(tokio::spawn(bridge::run(t, rx.clone())));
                     }

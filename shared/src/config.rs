@@ -23,6 +23,8 @@ pub struct Config {
     /// Postgres connections per execution environment. One invocation runs at a time per
     /// Lambda environment, so a handful suffices; the local runner hosts every function.
     pub db_pool_size: u32,
+    /// Injected faults (`ORDERFLOW_FAULTS`); none by default.
+    pub faults: crate::faults::Faults,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,14 @@ impl Config {
                     reason: e.to_string(),
                 })?,
         };
+        let faults = match get("ORDERFLOW_FAULTS") {
+            None => crate::faults::Faults::none(),
+            Some(v) => crate::faults::Faults::parse(&v).map_err(|reason| ConfigError {
+                name: "ORDERFLOW_FAULTS",
+                value: v,
+                reason,
+            })?,
+        };
         let prefix = get("ORDERFLOW_PREFIX").unwrap_or_default();
         if !prefix
             .chars()
@@ -97,6 +107,7 @@ impl Config {
             stock_cache_ttl: secs("STOCK_CACHE_TTL_SECS", 60)?,
             webhook_url: get("NOTIFICATION_WEBHOOK_URL").filter(|s| !s.is_empty()),
             db_pool_size,
+            faults,
         })
     }
 

@@ -57,6 +57,7 @@ impl Context {
             publisher: self.publisher.clone(),
             names: self.names.clone(),
             encoding: self.config.wire_encoding,
+            faults: self.config.faults.clone(),
         }
     }
 
@@ -66,6 +67,14 @@ impl Context {
     pub async fn publish_committed(&self, schema: &str, events: &[crate::Envelope]) -> bool {
         if events.is_empty() {
             return true;
+        }
+        if self
+            .config
+            .faults
+            .fires(crate::faults::Fault::Crash, schema)
+        {
+            // As if the process died between the commit and the publish: the relay sends.
+            return false;
         }
         let msgs: Vec<_> = events
             .iter()

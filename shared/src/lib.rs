@@ -10,6 +10,7 @@ pub mod contracts;
 pub mod db;
 pub mod envelope;
 pub mod error;
+pub mod faults;
 pub mod http;
 pub mod lambda;
 pub use lambda::{Constructor, Function};

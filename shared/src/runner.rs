@@ -10,6 +10,7 @@
 
 use crate::envelope::{Encoding, Envelope};
 use crate::error::HandleError;
+use crate::faults::{Fault, Faults, Injected};
 use crate::publisher::{HeaderVal, OutMessage, Publish};
 use crate::rmq::{RmqEvent, RmqMessage};
 use crate::topology::{Names, parked};
@@ -70,6 +71,18 @@ pub trait MessageHandler: Send + Sync + 'static {
     /// follow-up I/O can be batched (one Redis pipeline per batch, for instance). It must not
     /// fail the batch: the state is committed; log and rely on TTLs or sweeps instead.
     async fn after_commit(&self, _effects: Vec<Self::Effect>) {}
+
+    /// The after-commit work of an event that was already applied, redone when it is
+    /// delivered again: a crash between commit and `after_commit` (the batch was never
+    /// acknowledged, so it comes back) must not leave a stale cache or an undelivered
+    /// notification behind. Must be idempotent.
+    async fn redelivered_effects(
+        &self,
+        _pool: &PgPool,
+        _env: &Envelope,
+    ) -> Result<Vec<Self::Effect>, HandleError> {
+        Ok(vec![])
+    }
 }
 
 /// What an invocation did; returned as the function's response (useful in logs and tests).
@@ -101,6 +114,7 @@ pub struct BatchRunner<H: MessageHandler> {
     pub publisher: Arc<dyn Publish>,
     pub names: Names,
     pub encoding: Encoding,
+    pub faults: Faults,
 }
 
 impl<H: MessageHandler> BatchRunner<H> {
@@ -135,6 +149,15 @@ impl<H: MessageHandler> BatchRunner<H> {
             match self.apply_one(&env).instrument(span.clone()).await {
                 Ok(Step::Done(applied)) => {
                     report.processed += 1;
+                    if self.faults.fires(Fault::Crash, self.handler.name()) {
+                        // As if the process died right after this commit: nothing of the
+                        // batch is published or acknowledged; the redelivery (or the relay)
+                        // must send what the outbox holds.
+                        return Err(BatchError {
+                            committed: report.processed,
+                            source: Injected(Fault::Crash).into(),
+                        });
+                    }
                     outgoing.extend(applied.events);
                     effects.extend(applied.effects);
                 }
@@ -206,6 +229,13 @@ impl<H: MessageHandler> BatchRunner<H> {
             let leftovers =
                 crate::db::outbox_unpublished_caused_by(&self.pool, schema, &env.event_id).await?;
             return Ok(Step::Duplicate(leftovers));
+        }
+        // Injected after the inbox check, so retries make progress past what committed.
+        if self.faults.fires(Fault::Slow, self.handler.name()) {
+            tokio::time::sleep(self.faults.slow_for()).await;
+        }
+        if self.faults.fires(Fault::Error, self.handler.name()) {
+            return Err(HandleError::Transient(Injected(Fault::Error).into()));
         }
         let applied = self.handler.apply(&mut tx, env).await?;
         crate::db::outbox_insert(&mut tx, schema, &applied.events).await?;

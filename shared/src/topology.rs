@@ -18,7 +18,7 @@ pub mod parked {
 
 /// Broker-side backstop: a message redelivered this many times is dead-lettered by the
 /// quorum queue itself, so a poison message can never loop forever.
-pub const DELIVERY_LIMIT: i64 = 20;
+pub const DELIVERY_LIMIT: i64 = 50;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {

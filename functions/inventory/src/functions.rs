@@ -45,6 +45,27 @@ fn unexpected(env: &Envelope) -> HandleError {
 }
 
 /// The newest figure of every product touched by the batch, written in one pipeline.
+/// Current figures of the products an order's reservation touches: what a crash before
+/// `after_commit` would have left unwritten in the cache.
+async fn figures_of_order(
+    pool: &sqlx::PgPool,
+    env: &Envelope,
+) -> Result<Vec<StockChange>, HandleError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT line.product_id FROM inventory.reservations r,
+                jsonb_to_recordset(r.items) AS line(product_id text, quantity int)
+         WHERE r.order_id = $1",
+    )
+    .bind(&env.correlation_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(PgStock::figures(pool, &ids)
+        .await?
+        .into_iter()
+        .map(|(product_id, figure)| StockChange { product_id, figure })
+        .collect())
+}
+
 async fn refresh_cache(cache: &RedisStockCache, effects: Vec<StockChange>) {
     let mut newest: HashMap<String, StockFigure> = HashMap::new();
     for change in effects {
@@ -149,6 +170,14 @@ impl MessageHandler for Reserve {
     async fn after_commit(&self, effects: Vec<StockChange>) {
         refresh_cache(&self.cache, effects).await;
     }
+
+    async fn redelivered_effects(
+        &self,
+        pool: &sqlx::PgPool,
+        env: &Envelope,
+    ) -> Result<Vec<StockChange>, HandleError> {
+        figures_of_order(pool, env).await
+    }
 }
 
 /// Gives a cancelled order's stock back, or leaves a tombstone when it has none yet.
@@ -209,6 +238,14 @@ impl MessageHandler for Release {
 
     async fn after_commit(&self, effects: Vec<StockChange>) {
         refresh_cache(&self.cache, effects).await;
+    }
+
+    async fn redelivered_effects(
+        &self,
+        pool: &sqlx::PgPool,
+        env: &Envelope,
+    ) -> Result<Vec<StockChange>, HandleError> {
+        figures_of_order(pool, env).await
     }
 }
 

@@ -63,7 +63,19 @@ impl MessageHandler for SendHandler {
         Ok(Applied::events(vec![sent]).with_effect(created))
     }
 
-    async fn after_commit(&self, effects: Vec<Outgoing>) {
+    async fn redelivered_effects(
+        &self,
+        pool: &sqlx::PgPool,
+        env: &Envelope,
+    ) -> Result<Vec<Outgoing>, HandleError> {
+        // Delivery is at-least-once; receivers dedupe on the Idempotency-Key.
+        Ok(pg::pending_for_order(pool, &env.correlation_id).await?)
+    }
+
+    async fn after_commit(&self, mut effects: Vec<Outgoing>) {
+        // A duplicate in the same batch as its original redoes the same delivery.
+        effects.sort_by_key(|n| n.notification_id);
+        effects.dedup_by_key(|n| n.notification_id);
         if effects.is_empty() {
             return;
         }

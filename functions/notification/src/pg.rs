@@ -87,3 +87,27 @@ pub async fn counts(pool: &PgPool) -> sqlx::Result<Vec<(String, String, i64)>> {
     .fetch_all(pool)
     .await
 }
+
+/// Notifications of an order still waiting for delivery (a crash cut `after_commit` short).
+pub async fn pending_for_order(pool: &PgPool, order_id: &str) -> sqlx::Result<Vec<Outgoing>> {
+    let rows: Vec<(Uuid, String, String, String, String, String)> = sqlx::query_as(
+        "SELECT notification_id, order_id, kind, recipient, subject, body
+         FROM notifications.notifications WHERE order_id = $1 AND status = 'pending'",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(notification_id, order_id, kind, recipient, subject, body)| Outgoing {
+                notification_id,
+                order_id,
+                kind,
+                recipient,
+                subject,
+                body,
+            },
+        )
+        .collect())
+}
