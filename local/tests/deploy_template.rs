@@ -1,0 +1,252 @@
+//! template.yaml is deployable as it stands: every queue trigger batches explicitly, every
+//! dead-letter queue, function and outbox relay has its alarm, no connection URL is written in
+//! the file, and the stack can create its broker or use an existing one.
+//! (cfn-lint 1.53.3 and `sam validate --lint` check the rest in `.ci/cloud-parity.sh`.)
+
+use serde_yaml::Value;
+use std::collections::BTreeSet;
+
+fn template() -> Value {
+    serde_yaml::from_str(local::template::EMBEDDED).expect("template.yaml is YAML")
+}
+
+/// The value under a short-form intrinsic tag (`!If [...]` → `[...]`), or the value itself.
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(t) => &t.value,
+        other => other,
+    }
+}
+
+fn tag(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) => Some(t.tag.to_string()),
+        _ => None,
+    }
+}
+
+fn resources_of_type<'a>(doc: &'a Value, ty: &str) -> Vec<(String, &'a Value)> {
+    doc["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(ty))
+        .map(|(id, r)| (id.as_str().expect("logical id").to_string(), r))
+        .collect()
+}
+
+/// Every string anywhere under `v`, tags looked through.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match untag(v) {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(s) => s.iter().for_each(|x| strings(x, out)),
+        Value::Mapping(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+fn alarm_dimension(alarm: &Value, name: &str) -> Option<Value> {
+    alarm["Properties"]["Dimensions"]
+        .as_sequence()?
+        .iter()
+        .find(|d| d["Name"].as_str() == Some(name))
+        .map(|d| d["Value"].clone())
+}
+
+#[test]
+fn every_queue_trigger_sets_its_batch_size_and_window_and_reads_the_stacks_broker() {
+    let doc = template();
+    let mut queues = 0;
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        for (_, ev) in f["Properties"]["Events"].as_mapping().expect("Events") {
+            if ev["Type"].as_str() != Some("MQ") {
+                continue;
+            }
+            queues += 1;
+            let p = &ev["Properties"];
+            let batch = p["BatchSize"].as_u64().expect("BatchSize");
+            assert!((1..=10_000).contains(&batch), "{id}: BatchSize {batch}");
+            let window = p["MaximumBatchingWindowInSeconds"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{id}: MaximumBatchingWindowInSeconds"));
+            assert!(window <= 300, "{id}: window {window}");
+            assert_eq!(tag(&p["Broker"]).as_deref(), Some("!If"), "{id}: Broker");
+            let auth = &p["SourceAccessConfigurations"][0];
+            assert_eq!(auth["Type"].as_str(), Some("BASIC_AUTH"), "{id}");
+            assert_eq!(tag(&auth["URI"]).as_deref(), Some("!If"), "{id}: URI");
+        }
+    }
+    assert_eq!(queues, local::template_queues(&parse()).len());
+}
+
+fn parse() -> Vec<local::template::FunctionSpec> {
+    local::template::parse(local::template::EMBEDDED).expect("template parses")
+}
+
+#[test]
+fn every_dead_letter_queue_has_an_alarm_on_its_depth() {
+    let doc = template();
+    let alarmed: BTreeSet<String> = resources_of_type(&doc, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["Namespace"].as_str() == Some("AWS/AmazonMQ"))
+        .map(|(id, a)| {
+            assert_eq!(
+                a["Properties"]["MetricName"].as_str(),
+                Some("MessageCount"),
+                "{id}"
+            );
+            assert!(alarm_dimension(a, "Broker").is_some(), "{id}: Broker");
+            alarm_dimension(a, "Queue")
+                .and_then(|q| q.as_str().map(str::to_string))
+                .unwrap_or_else(|| panic!("{id}: Queue dimension"))
+        })
+        .collect();
+    let names = shared::topology::Names::default();
+    let expected: BTreeSet<String> = local::template_queues(&parse())
+        .iter()
+        .map(|q| names.dead_letter_queue(q))
+        .collect();
+    assert_eq!(alarmed, expected);
+}
+
+#[test]
+fn every_function_has_an_errors_alarm() {
+    let doc = template();
+    let functions: BTreeSet<String> = resources_of_type(&doc, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let alarmed: BTreeSet<String> = resources_of_type(&doc, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| {
+            a["Properties"]["Namespace"].as_str() == Some("AWS/Lambda")
+                && a["Properties"]["MetricName"].as_str() == Some("Errors")
+        })
+        .filter_map(|(_, a)| {
+            let v = alarm_dimension(a, "FunctionName")?;
+            (tag(&v).as_deref() == Some("!Ref"))
+                .then(|| untag(&v).as_str().map(str::to_string))
+                .flatten()
+        })
+        .collect();
+    assert_eq!(alarmed, functions);
+}
+
+#[test]
+fn every_outbox_relay_has_a_lag_alarm_on_the_metric_the_relays_emit() {
+    let doc = template();
+    let relays: BTreeSet<String> = parse()
+        .iter()
+        .filter_map(|f| f.binary.strip_suffix("-relay").map(str::to_string))
+        .collect();
+    assert!(relays.len() >= 4, "{relays:?}");
+    let alarmed: BTreeSet<String> = resources_of_type(&doc, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| {
+            a["Properties"]["Namespace"].as_str() == Some("Orderflow")
+                && a["Properties"]["MetricName"].as_str() == Some("OutboxLagSeconds")
+        })
+        .filter_map(|(_, a)| {
+            alarm_dimension(a, "Service").and_then(|s| s.as_str().map(str::to_string))
+        })
+        .collect();
+    assert_eq!(alarmed, relays);
+}
+
+#[test]
+fn connection_urls_come_only_from_secrets_manager() {
+    let doc = template();
+    let vars = &doc["Globals"]["Function"]["Environment"]["Variables"];
+    for name in ["DATABASE_URL", "REDIS_URL", "AMQP_URL"] {
+        let mut found = Vec::new();
+        strings(&vars[name], &mut found);
+        assert!(
+            found
+                .iter()
+                .any(|s| s.contains("{{resolve:secretsmanager:")),
+            "{name} is not a Secrets Manager dynamic reference: {found:?}"
+        );
+    }
+    // Parameter descriptions may show what a URL looks like; values may not hold one.
+    let mut all = Vec::new();
+    for section in ["Globals", "Resources", "Outputs", "Conditions"] {
+        strings(&doc[section], &mut all);
+    }
+    for (_, p) in doc["Parameters"].as_mapping().expect("Parameters") {
+        strings(&p["Default"], &mut all);
+    }
+    for s in &all {
+        for scheme in ["postgres://", "redis://", "rediss://", "amqp://"] {
+            assert!(
+                !s.contains(scheme),
+                "a literal {scheme} URL in template.yaml: {s}"
+            );
+        }
+        if let Some(rest) = s.strip_prefix("amqps://") {
+            assert!(
+                rest.starts_with("{{resolve:secretsmanager:"),
+                "amqps:// URL without its credentials from a secret: {s}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_broker_is_created_only_when_no_existing_one_is_named() {
+    let doc = template();
+    let cond = &doc["Conditions"]["CreateBroker"];
+    assert_eq!(tag(cond).as_deref(), Some("!Equals"));
+    assert_eq!(doc["Parameters"]["BrokerArn"]["Default"].as_str(), Some(""));
+    let brokers = resources_of_type(&doc, "AWS::AmazonMQ::Broker");
+    assert_eq!(brokers.len(), 1);
+    let broker = brokers[0].1;
+    assert_eq!(broker["Condition"].as_str(), Some("CreateBroker"));
+    assert_eq!(
+        broker["Properties"]["EngineType"].as_str(),
+        Some("RABBITMQ")
+    );
+    assert_eq!(
+        broker["Properties"]["PubliclyAccessible"].as_bool(),
+        Some(false)
+    );
+    let secrets = resources_of_type(&doc, "AWS::SecretsManager::Secret");
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0].1["Condition"].as_str(),
+        Some("CreateBrokerSecret")
+    );
+    // A deploy without hand edits needs every parameter without a default to be one that
+    // `sam deploy --guided` can ask for.
+    let required: BTreeSet<&str> = doc["Parameters"]
+        .as_mapping()
+        .expect("Parameters")
+        .iter()
+        .filter(|(_, p)| p.get("Default").is_none())
+        .filter_map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        required,
+        BTreeSet::from([
+            "DatabaseUrlSecretArn",
+            "RedisUrlSecretArn",
+            "SecurityGroupIds",
+            "SubnetIds"
+        ])
+    );
+}
+
+#[test]
+fn the_stack_outputs_the_api_url() {
+    let doc = template();
+    let mut url = Vec::new();
+    strings(&doc["Outputs"]["ApiUrl"]["Value"], &mut url);
+    assert!(
+        url.iter()
+            .any(|s| s.starts_with("https://${HttpApi}.execute-api.")),
+        "{url:?}"
+    );
+    assert_eq!(
+        doc["Globals"]["Function"]["LoggingConfig"]["LogFormat"].as_str(),
+        Some("JSON")
+    );
+}
