@@ -3,6 +3,7 @@
 //! schedules, and carries the operator commands (seed, demo, verify).
 
 pub mod bridge;
+pub mod chaos;
 pub mod demo;
 pub mod dlq;
 pub mod front;
@@ -12,6 +13,7 @@ pub mod registry;
 pub mod seed;
 pub mod stack;
 pub mod template;
+pub mod topology;
 pub mod verify;
 
 /// Queue names (unprefixed) of every queue trigger in the template.

@@ -44,6 +44,168 @@ enum Command {
     Verify,
     /// Run every service's migrations.
     Migrate,
+    /// Declare the broker topology of template.yaml (exchanges, quorum queues with
+    /// dead-lettering and a delivery limit, DLQs, bindings) on any broker, e.g. Amazon MQ.
+    Topology(local::topology::TopologyArgs),
+    /// The dead-letter console: list, show, replay or discard dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// The fault-injection suite: places orders against a runner it starts as a child
+    /// process while injecting faults, then verifies the invariants.
+    Chaos(local::chaos::ChaosArgs),
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct DlqFilter {
+    /// Original queue, as named in template.yaml (e.g. inventory-reserve).
+    #[arg(long)]
+    queue: Option<String>,
+    /// Event type (routing key), e.g. order.created.
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Substring of the reason.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only dead letters older than this (30s, 10m, 2h, 1d).
+    #[arg(long)]
+    older_than: Option<String>,
+}
+
+impl DlqFilter {
+    fn build(&self) -> anyhow::Result<local::dlq::Filter> {
+        Ok(local::dlq::Filter {
+            queue: self.queue.clone(),
+            event_type: self.event_type.clone(),
+            reason: self.reason.clone(),
+            older_than: self
+                .older_than
+                .as_deref()
+                .map(local::dlq::parse_age)
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// One line per dead letter: id, original queue, type, attempts, age, reason.
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+    },
+    /// Everything about one dead letter, its payload decoded to JSON (or raw when it cannot be).
+    Show { id: String },
+    /// Republish to the original routing key (consumers are idempotent), then remove.
+    Replay {
+        ids: Vec<String>,
+        /// Every dead letter matching the filter.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Say what would be replayed, change nothing (still audited).
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many replays per second.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Remove dead letters for good (audited).
+    Discard {
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: DlqFilter,
+    },
+    /// The audit trail of replays and discards, newest first.
+    Audit,
+}
+
+async fn dlq(cfg: shared::Config, queues: &[String], action: DlqAction) -> anyhow::Result<bool> {
+    use local::dlq::{Console, audit, list_line, payload_view, select};
+    let ctx = shared::context::Context::new(cfg)?;
+    if let DlqAction::Audit = action {
+        for (action, id, key, dry) in local::dlq::audit_log(&ctx).await? {
+            println!(
+                "{action:<8} {id} {key}{}",
+                if dry { " (dry run)" } else { "" }
+            );
+        }
+        return Ok(true);
+    }
+    let console = Console::open(&ctx, queues).await?;
+    let result = async {
+        match action {
+            DlqAction::List { filter } => {
+                let found = local::dlq::matching(&console, &filter.build()?, &ctx.names);
+                for d in &found {
+                    println!("{}", list_line(d));
+                }
+                println!("{} dead letter(s)", found.len());
+            }
+            DlqAction::Show { id } => {
+                let (d, _) = &console.letters[console.find(&id)?];
+                let mut view = serde_json::to_value(d)?;
+                view["payload"] = payload_view(d);
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            }
+            DlqAction::Replay {
+                ids,
+                all,
+                filter,
+                dry_run,
+                rate,
+            } => {
+                let picked = select(&console, &ids, all, &filter.build()?, &ctx.names)?;
+                let pause = rate
+                    .filter(|r| *r > 0.0)
+                    .map(|r| std::time::Duration::from_secs_f64(1.0 / r));
+                for i in &picked {
+                    let d = &console.letters[*i].0;
+                    if !dry_run {
+                        console.replay(&ctx, *i).await?;
+                    }
+                    audit(&ctx, "replay", d, dry_run).await?;
+                    println!(
+                        "{} {} -> {} ({})",
+                        if dry_run { "would replay" } else { "replayed" },
+                        d.id,
+                        d.routing_key,
+                        d.reason
+                    );
+                    if let Some(p) = pause {
+                        tokio::time::sleep(p).await;
+                    }
+                }
+                println!(
+                    "{} dead letter(s) {}",
+                    picked.len(),
+                    if dry_run {
+                        "would be replayed"
+                    } else {
+                        "replayed"
+                    }
+                );
+            }
+            DlqAction::Discard { ids, all, filter } => {
+                let picked = select(&console, &ids, all, &filter.build()?, &ctx.names)?;
+                for i in &picked {
+                    let d = &console.letters[*i].0;
+                    console.discard(*i).await?;
+                    audit(&ctx, "discard", d, false).await?;
+                    println!("discarded {} ({})", d.id, d.reason);
+                }
+            }
+            DlqAction::Audit => {}
+        }
+        anyhow::Ok(true)
+    }
+    .await;
+    console.close().await;
+    result
 }
 
 fn config() -> anyhow::Result<shared::Config> {
@@ -114,6 +276,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(checks.iter().all(verify::Check::ok))
         }
+        Command::Dlq { action } => dlq(cfg, &queues, action).await,
+        Command::Chaos(args) => local::chaos::run(cfg, &queues, args).await,
+        Command::Topology(args) => local::topology::run(cfg, &specs, args).await,
         Command::Migrate => {
             local::registry::migrate_all(&cfg.database_url).await?;
             println!("migrations applied");

@@ -1,0 +1,452 @@
+//! `orderflow chaos`: the fault-injection suite. It starts the runner as a child process
+//! (faults switched on in its configuration), places orders over HTTP while it closes every
+//! broker connection, restarts Redis, terminates the Postgres backends and SIGKILLs the
+//! runner mid-batch (then starts it again), waits for every order to settle and checks the
+//! invariants. Everything runs in a fresh database and a fresh name prefix.
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ChaosArgs {
+    /// Orders to place.
+    #[arg(long, default_value_t = 300)]
+    pub orders: usize,
+    /// Orders placed per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// In-process faults given to the runner (ORDERFLOW_FAULTS).
+    #[arg(
+        long,
+        default_value = "error=0.03,crash=0.02,slow=0.03,slow_ms=100,duplicate=0.05"
+    )]
+    pub faults: String,
+    /// External faults to skip: any of broker, redis, postgres, kill.
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Keep the run's database and broker objects afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+const REDIS_START: &[&str] = &[
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+];
+
+struct Runner {
+    child: Child,
+    faults: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn spawn_runner(
+    env: &[(String, String)],
+    faults: Arc<Mutex<BTreeMap<String, usize>>>,
+) -> anyhow::Result<Runner> {
+    let exe = std::env::current_exe().context("locating the orderflow binary")?;
+    let mut child = Command::new(exe)
+        .arg("up")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the runner")?;
+    // The runner logs (JSON) to standard output, as a Lambda function does.
+    if let Some(stderr) = child.stdout.take() {
+        let faults = faults.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                // JSON logs: count the runner's own report of each injected fault.
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "fault injected"
+                    && let Ok(mut map) = faults.lock()
+                {
+                    *map.entry(format!(
+                        "{} (in {})",
+                        v["fault"].as_str().unwrap_or("?"),
+                        v["function"].as_str().unwrap_or("?")
+                    ))
+                    .or_default() += 1;
+                }
+            }
+        });
+    }
+    Ok(Runner { child, faults })
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the runner did not become healthy within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn shell(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("running {program}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// POSTs with retries: connection errors and 5xx are what the faults cause; the same
+/// Idempotency-Key makes every retry safe.
+async fn post_retrying(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    key: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut req = http.post(url).json(body);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_server_error() => {}
+            Ok(r) => {
+                let status = r.status().as_u16();
+                return Ok((status, r.json().await.unwrap_or(Value::Null)));
+            }
+            Err(_) => {}
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{url} kept failing for 120 s");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+pub async fn run(
+    base_cfg: shared::Config,
+    queues: &[String],
+    args: ChaosArgs,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+    let mut db_url = url::Url::parse(&base_cfg.database_url)?;
+    db_url.set_path(&format!("/of_chaos_{run_id}"));
+    let mut cfg = base_cfg.clone();
+    cfg.database_url = db_url.to_string();
+    cfg.prefix = format!("chaos{run_id}.");
+    cfg.faults = shared::faults::Faults::none();
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), cfg.database_url.clone()),
+        ("REDIS_URL".into(), cfg.redis_url.clone()),
+        ("AMQP_URL".into(), cfg.amqp_url.clone()),
+        ("ORDERFLOW_PREFIX".into(), cfg.prefix.clone()),
+        ("ORDERFLOW_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
+        ("ORDERFLOW_FAULTS".into(), args.faults.clone()),
+        ("ORDERFLOW_SCHEDULE_EVERY_SECS".into(), "1".into()),
+        ("ORDERFLOW_LOG_FORMAT".into(), "json".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    println!(
+        "chaos run {run_id}: {} orders at {}/s, runner faults {:?}, database {}",
+        args.orders,
+        args.rate,
+        args.faults,
+        db_url.path()
+    );
+
+    let specs = crate::template::parse(crate::template::EMBEDDED)?;
+    crate::stack::prepare(&cfg, &specs).await?;
+    let ctx = shared::context::Context::new(cfg.clone())?;
+    let fault_counts = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut runner = spawn_runner(&env, fault_counts.clone()).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    wait_healthy(&http, &base, Duration::from_secs(60)).await?;
+    crate::seed::seed(
+        &ctx,
+        &crate::seed::demo_catalog(),
+        Some(Duration::from_secs(60)),
+    )
+    .await?;
+
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        let creds = json!({"email": format!("chaos-{run_id}-{i}@example.com"), "password": "correct horse battery"});
+        post_retrying(&http, &format!("{base}/users"), None, None, &creds).await?;
+        let (s, b) = post_retrying(&http, &format!("{base}/sessions"), None, None, &creds).await?;
+        anyhow::ensure!(s == 201, "login answered {s}: {b}");
+        tokens.push(b["token"].as_str().context("token")?.to_string());
+    }
+
+    // Place orders at the given rate; faults are injected at milestones of progress.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let placer = {
+        let (http, base, tokens, accepted, run_id) = (
+            http.clone(),
+            base.clone(),
+            tokens.clone(),
+            accepted.clone(),
+            run_id.clone(),
+        );
+        let (n, rate) = (args.orders, args.rate.max(1.0));
+        tokio::spawn(async move {
+            let tick = Duration::from_secs_f64(1.0 / rate);
+            futures::stream::iter(0..n)
+                .map(|i| {
+                    let (http, base, token, accepted, run_id) = (
+                        http.clone(),
+                        base.clone(),
+                        tokens[i % tokens.len()].clone(),
+                        accepted.clone(),
+                        run_id.clone(),
+                    );
+                    async move {
+                        tokio::time::sleep(tick * i as u32).await;
+                        let card = if i % 10 == 7 {
+                            "tok_chargeDeclined"
+                        } else {
+                            "tok_visa"
+                        };
+                        let product = ["sku-coffee", "sku-mug", "sku-grinder", "sku-kettle"][i % 4];
+                        let mut items = vec![json!({"product_id": product, "quantity": 1 + i % 3})];
+                        if i % 5 == 1 {
+                            items.push(json!({"product_id": "sku-limited", "quantity": 1}));
+                        }
+                        let body = json!({"items": items, "payment_token": card});
+                        let key = format!("chaos-{run_id}-{i}");
+                        let result = post_retrying(
+                            &http,
+                            &format!("{base}/orders"),
+                            Some(&token),
+                            Some(&key),
+                            &body,
+                        )
+                        .await;
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        result.and_then(|(s, b)| {
+                            anyhow::ensure!(s == 202, "order {i} answered {s}: {b}");
+                            b["order_id"]
+                                .as_str()
+                                .map(str::to_string)
+                                .context("no order_id")
+                        })
+                    }
+                })
+                .buffer_unordered(64)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+
+    let mut injected: Vec<String> = Vec::new();
+    let at = |fraction: f64| (args.orders as f64 * fraction) as usize;
+    let wait_for = |n: usize| {
+        let accepted = accepted.clone();
+        async move {
+            while accepted.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let skip = |k: &str| args.skip.iter().any(|s| s == k);
+    if !skip("broker") {
+        wait_for(at(0.15)).await;
+        shell(
+            "rabbitmqctl",
+            &["-q", "close_all_connections", "chaos: injected"],
+        )
+        .await?;
+        injected.push("closed all broker connections (rabbitmqctl close_all_connections)".into());
+        println!("injected: closed all broker connections");
+    }
+    if !skip("redis") {
+        wait_for(at(0.35)).await;
+        let _ = shell("redis-cli", &["-p", "6379", "shutdown", "nosave"]).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shell("redis-server", REDIS_START).await?;
+        injected.push("restarted Redis (shutdown nosave, start)".into());
+        println!("injected: restarted Redis");
+    }
+    if !skip("postgres") {
+        wait_for(at(0.55)).await;
+        let db = db_url.path().trim_start_matches('/').to_string();
+        let killed = shell(
+            "psql",
+            &["-h", "127.0.0.1", "-U", "postgres", "-Atc", &format!("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"), "postgres"],
+        )
+        .await?;
+        injected.push(format!(
+            "terminated {killed} Postgres backends (pg_terminate_backend)"
+        ));
+        println!("injected: terminated {killed} Postgres backends");
+    }
+    if !skip("kill") {
+        wait_for(at(0.75)).await;
+        runner.child.start_kill()?;
+        let _ = runner.child.wait().await;
+        injected.push("killed the runner with SIGKILL mid-batch and started it again".into());
+        println!("injected: SIGKILL of the runner; restarting it");
+        runner = spawn_runner(&env, runner.faults.clone()).await?;
+        wait_healthy(&http, &base, Duration::from_secs(60)).await?;
+    }
+
+    let placed = placer.await?;
+    let order_ids: Vec<String> = placed.into_iter().collect::<anyhow::Result<_>>()?;
+    println!(
+        "placed {} orders in {:.1} s; waiting for them to settle",
+        order_ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Settle: every order final, queues and outboxes empty.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let orders = order::orders(&ctx.pool).await?;
+        let pending = orders.iter().filter(|o| o.status == "PENDING").count();
+        let mut busy = crate::verify::backlog(&ctx, queues).await?;
+        for schema in crate::registry::OUTBOX_SCHEMAS {
+            busy += shared::db::outbox_backlog(&ctx.pool, schema).await?.0 as usize;
+        }
+        if pending == 0 && busy == 0 && orders.len() >= order_ids.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            println!(
+                "not settled after 240 s: {pending} orders pending, {busy} messages or outbox rows waiting"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Twice in a row quiet, so nothing is mid-flight between the checks.
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if crate::verify::backlog(&ctx, queues).await.unwrap_or(1) == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+
+    let orders = order::orders(&ctx.pool).await?;
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    for o in &orders {
+        *states
+            .entry(match &o.reason {
+                Some(r) => format!("{} ({r})", o.status),
+                None => o.status.clone(),
+            })
+            .or_default() += 1;
+    }
+    let checks = crate::verify::run(&ctx, queues).await?;
+    let ok = checks.iter().all(crate::verify::Check::ok) && orders.len() == order_ids.len();
+
+    // Stop the runner gracefully (SIGINT, as Ctrl-C).
+    if let Some(pid) = runner.child.id() {
+        let _ = shell("kill", &["-INT", &pid.to_string()]).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), runner.child.wait()).await;
+
+    println!();
+    println!("== chaos run {run_id} ==");
+    println!(
+        "orders: {} accepted, {} in the database",
+        order_ids.len(),
+        orders.len()
+    );
+    for (state, n) in &states {
+        println!("  {state:<30} {n}");
+    }
+    println!("faults injected:");
+    for line in &injected {
+        println!("  {line}");
+    }
+    let counts = fault_counts.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, n) in &counts {
+        *by_kind
+            .entry(k.split(' ').next().unwrap_or("?").to_string())
+            .or_default() += n;
+    }
+    for (kind, n) in &by_kind {
+        println!("  {n} x {kind} (in-process, by ORDERFLOW_FAULTS)");
+    }
+    println!("invariants:");
+    for c in &checks {
+        println!("{}", c.line());
+    }
+    println!(
+        "took {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        if ok { "PASSED" } else { "FAILED" }
+    );
+
+    if !args.keep && ok {
+        crate::stack::delete_topology(&cfg, &specs).await?;
+        ctx.pool.close().await;
+        let mut admin = db_url.clone();
+        admin.set_path("/postgres");
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin.as_str()).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS of_chaos_{run_id} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await?;
+    } else if !ok {
+        println!(
+            "kept database {} and prefix {} for inspection",
+            db_url.path(),
+            cfg.prefix
+        );
+    }
+    Ok(ok)
+}
