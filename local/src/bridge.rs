@@ -4,13 +4,10 @@
 //! success, the whole batch back (redelivered) on failure after a backoff.
 
 use crate::invoke::Target;
-use crate::metrics::Metrics;
 use futures::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use shared::runner::BatchReport;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -23,7 +20,6 @@ pub struct Trigger {
     pub window: Duration,
     pub target: Target,
     pub amqp_url: String,
-    pub metrics: Arc<Metrics>,
     pub faults: shared::faults::Faults,
 }
 
@@ -132,42 +128,19 @@ async fn invoke_batch(
             tracing::warn!(function = fname, error = %e, "injected duplicate delivery failed");
         }
     }
-    match t.target.invoke(json).await {
-        Ok(answer) => {
-            t.metrics.inc(
-                "orderflow_invocations_total",
-                &[("function", fname), ("outcome", "ok")],
-                1.0,
-            );
-            if let Ok(report) = serde_json::from_value::<BatchReport>(answer) {
-                for (outcome, count) in [
-                    ("processed", report.processed),
-                    ("duplicate", report.duplicates),
-                    ("parked", report.parked.len()),
-                ] {
-                    t.metrics.inc(
-                        "orderflow_messages_total",
-                        &[("function", fname), ("outcome", outcome)],
-                        count as f64,
-                    );
-                }
-            }
+    // Invocations are counted here (as Lambda's own metrics would); batch sizes, durations
+    // and message outcomes by the function itself (`shared::lambda::RmqFunction`).
+    let started = std::time::Instant::now();
+    let answer = t.target.invoke(json).await;
+    shared::metrics::invocation(fname, answer.as_ref().ok(), started.elapsed());
+    match answer {
+        Ok(_) => {
             for d in &batch {
                 d.ack(BasicAckOptions::default()).await?;
             }
             backoff.reset();
         }
         Err(error) => {
-            t.metrics.inc(
-                "orderflow_invocations_total",
-                &[("function", fname), ("outcome", "failed")],
-                1.0,
-            );
-            t.metrics.inc(
-                "orderflow_messages_total",
-                &[("function", fname), ("outcome", "failed")],
-                n as f64,
-            );
             let delay = backoff.next();
             tracing::warn!(function = fname, messages = n, %error, retry_in_ms = delay.as_millis() as u64, "invocation failed, batch goes back");
             // Hold the batch while backing off, as one Lambda trigger would, then return it

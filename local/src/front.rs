@@ -3,7 +3,6 @@
 //! route's function, and its answer turned back into an HTTP response.
 
 use crate::invoke::Target;
-use crate::metrics::Metrics;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -13,6 +12,7 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 #[derive(Clone)]
 pub struct Route {
@@ -24,7 +24,6 @@ pub struct Route {
 
 pub struct Front {
     pub routes: Vec<Route>,
-    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(front: Arc<Front>) -> axum::Router {
@@ -105,7 +104,7 @@ async fn handle(
     if path == "/metrics" && method == Method::GET {
         return Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
-            .body(Body::from(front.metrics.render()))
+            .body(Body::from(shared::metrics::render()))
             .unwrap_or_default();
     }
     let mut path_matched = false;
@@ -126,7 +125,17 @@ async fn handle(
         };
     };
     let event = v2_event(route, &method, &uri, &headers, &body, params);
-    let answer = route.target.invoke(event).await;
+    // The function's own log lines (in-process) carry the route and request id; handlers
+    // that know an order add its id in a span of their own.
+    let span = tracing::info_span!(
+        "http",
+        function = %route.function,
+        route = %event["routeKey"].as_str().unwrap_or_default(),
+        request_id = %event["requestContext"]["requestId"].as_str().unwrap_or_default(),
+    );
+    let started = std::time::Instant::now();
+    let answer = route.target.invoke(event).instrument(span).await;
+    let answer_ok = answer.is_ok();
     let response = match answer {
         Ok(v) => v2_response(&v),
         Err(e) => {
@@ -138,14 +147,12 @@ async fn handle(
             )
         }
     };
-    front.metrics.inc(
-        "orderflow_http_requests_total",
-        &[
-            ("function", &route.function),
-            ("status", response.status().as_str()),
-        ],
-        1.0,
-    );
+    // As API Gateway counts: the status the client got, 502 when the function failed.
+    let function = route.function.as_str();
+    let outcome = if answer_ok { "ok" } else { "failed" };
+    shared::metrics::INVOCATIONS.inc(&[function, outcome]);
+    shared::metrics::HTTP_REQUESTS.inc(&[function, response.status().as_str()]);
+    shared::metrics::HTTP_DURATION.observe(&[function], started.elapsed().as_secs_f64());
     response
 }
 

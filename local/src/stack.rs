@@ -4,7 +4,7 @@
 use crate::bridge;
 use crate::front::{self, Front, Route};
 use crate::invoke::Target;
-use crate::metrics::Metrics;
+use crate::metrics;
 use crate::template::{self, FunctionSpec, Trigger};
 use anyhow::Context as _;
 use shared::Config;
@@ -50,7 +50,6 @@ impl StackOptions {
 pub struct Stack {
     pub ctx: Context,
     pub http_addr: SocketAddr,
-    pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -162,9 +161,18 @@ impl Stack {
         preflight(&cfg).await?;
         prepare(&cfg, &specs).await?;
         let ctx = Context::new(cfg.clone())?;
-        let metrics = Arc::new(Metrics::default());
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        // Queue depths, dead letters, outbox lag and orders by state, from the sources.
+        let poll_every = opts
+            .schedule_every
+            .map_or(metrics::POLL_EVERY, |e| e.min(metrics::POLL_EVERY));
+        tasks.push(tokio::spawn(metrics::poll(
+            ctx.clone(),
+            crate::template_queues(&specs),
+            poll_every,
+            rx.clone(),
+        )));
         let mut routes = Vec::new();
         let vhost = cfg.vhost();
         for spec in &specs {
@@ -193,7 +201,6 @@ impl Stack {
                             window: *window,
                             target: target.clone(),
                             amqp_url: cfg.amqp_url.clone(),
-                            metrics: metrics.clone(),
                             faults: cfg.faults.clone(),
                         };
                         tasks.push(tokio::spawn(bridge::run(t, rx.clone())));
@@ -217,16 +224,12 @@ impl Stack {
                 }
             }
         }
-        let front = Arc::new(Front {
-            routes,
-            metrics: metrics.clone(),
-        });
+        let front = Arc::new(Front { routes });
         let (http_addr, http_task) = front::serve(opts.http_addr, front, rx.clone()).await?;
         tasks.push(http_task);
         Ok(Stack {
             ctx,
             http_addr,
-            metrics,
             shutdown,
             tasks,
         })
@@ -270,7 +273,10 @@ async fn schedule(
             "resources": [format!("arn:aws:events:local:000000000000:rule/{function}")],
             "detail": {},
         });
-        match target.invoke(event).await {
+        let started = std::time::Instant::now();
+        let answer = target.invoke(event).await;
+        shared::metrics::invocation(&function, answer.as_ref().ok(), started.elapsed());
+        match answer {
             Ok(answer) => tracing::debug!(%function, %expression, %answer, "schedule ran"),
             Err(error) => {
                 tracing::warn!(%function, %error, "scheduled invocation failed; next tick retries")

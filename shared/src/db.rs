@@ -84,29 +84,158 @@ fn messaging_ddl(schema: &str) -> String {
          CREATE INDEX IF NOT EXISTS outbox_unpublished ON {schema}.outbox (created_at)
              WHERE published_at IS NULL;
          CREATE INDEX IF NOT EXISTS outbox_causation ON {schema}.outbox (causation_id)
-             WHERE published_at IS NULL;"
+             WHERE published_at IS NULL;
+         -- For the order timeline: which delivery of an event committed (x-delivery-count
+         -- + 1), how many deliveries there were in all (duplicates included), and when the
+         -- event occurred, so consumption latency is processed_at - occurred_at.
+         ALTER TABLE {schema}.inbox
+             ADD COLUMN IF NOT EXISTS attempts    int NOT NULL DEFAULT 1,
+             ADD COLUMN IF NOT EXISTS deliveries  int NOT NULL DEFAULT 1,
+             ADD COLUMN IF NOT EXISTS occurred_at timestamptz;
+         CREATE INDEX IF NOT EXISTS inbox_order ON {schema}.inbox (order_id);
+         CREATE INDEX IF NOT EXISTS outbox_correlation ON {schema}.outbox (correlation_id);"
     )
 }
 
-/// Records that `consumer` handled `env`; false when it already had (a duplicate).
-/// Must run in the transaction that applies the event's effect.
+/// Records that `consumer` handled `env` on delivery number `attempts`; false when it
+/// already had (a duplicate). Must run in the transaction that applies the event's effect.
 pub async fn inbox_record(
     conn: &mut PgConnection,
     schema: &str,
     consumer: &str,
     env: &Envelope,
+    attempts: i64,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {schema}.inbox (consumer, event_id, event_type, order_id) VALUES ($1, $2, $3, $4)
+        "INSERT INTO {schema}.inbox (consumer, event_id, event_type, order_id, attempts, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000))
          ON CONFLICT DO NOTHING"
     )))
     .bind(consumer)
     .bind(env.event_uuid())
     .bind(&env.event_type)
     .bind(&env.correlation_id)
+    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+    .bind(env.occurred_at_ms as f64)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Counts one more delivery of an event `consumer` already handled (outside any
+/// transaction: the duplicate's own transaction was rolled back).
+pub async fn inbox_note_duplicate(
+    pool: &PgPool,
+    schema: &str,
+    consumer: &str,
+    event_id: uuid::Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {schema}.inbox SET deliveries = deliveries + 1 WHERE consumer = $1 AND event_id = $2"
+    )))
+    .bind(consumer)
+    .bind(event_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// One inbox row: a consumer's record of an event it processed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxRow {
+    pub consumer: String,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    /// The delivery (1 = first) on which the consumer committed it.
+    pub attempts: i32,
+    /// Deliveries seen in all; more than one means duplicates were skipped.
+    pub deliveries: i32,
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub processed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every event of an order that the consumers of `schema` processed.
+pub async fn inbox_for_order(
+    pool: &PgPool,
+    schema: &str,
+    order_id: &str,
+) -> sqlx::Result<Vec<InboxRow>> {
+    type Row = (
+        String,
+        uuid::Uuid,
+        String,
+        i32,
+        i32,
+        Option<chrono::DateTime<chrono::Utc>>,
+        chrono::DateTime<chrono::Utc>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT consumer, event_id, event_type, attempts, deliveries, occurred_at, processed_at
+         FROM {schema}.inbox WHERE order_id = $1 ORDER BY processed_at, consumer"
+    )))
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(consumer, event_id, event_type, attempts, deliveries, occurred_at, processed_at)| {
+                InboxRow {
+                    consumer,
+                    event_id,
+                    event_type,
+                    attempts,
+                    deliveries,
+                    occurred_at,
+                    processed_at,
+                }
+            },
+        )
+        .collect())
+}
+
+/// One outbox row of an order, without its body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub causation_id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub published_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every event `schema`'s service wrote for an order, published or not.
+pub async fn outbox_for_order(
+    pool: &PgPool,
+    schema: &str,
+    order_id: &str,
+) -> sqlx::Result<Vec<OutboxRow>> {
+    type Row = (
+        uuid::Uuid,
+        String,
+        String,
+        chrono::DateTime<chrono::Utc>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT id, event_type, causation_id, created_at, published_at
+         FROM {schema}.outbox WHERE correlation_id = $1 ORDER BY created_at, id"
+    )))
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(event_id, event_type, causation_id, created_at, published_at)| OutboxRow {
+                event_id,
+                event_type,
+                causation_id,
+                created_at,
+                published_at,
+            },
+        )
+        .collect())
 }
 
 /// Writes outgoing events to the outbox in the caller's transaction.

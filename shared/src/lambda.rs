@@ -32,8 +32,40 @@ impl<H: MessageHandler> Function for RmqFunction<H> {
         // it is a wiring mistake and fails loudly.
         let event: RmqEvent =
             serde_json::from_value(event).map_err(|e| format!("not an aws:rmq event: {e}"))?;
-        let report = self.0.run(&event).await?;
-        Ok(serde_json::to_value(report)?)
+        let function = self.0.handler.name();
+        let started = std::time::Instant::now();
+        let result = self.0.run(&event).await;
+        batch_metrics(
+            function,
+            event.len(),
+            started.elapsed(),
+            result.as_ref().ok(),
+        );
+        Ok(serde_json::to_value(result?)?)
+    }
+}
+
+/// Batch size and duration, and each message's outcome (a failed batch comes back whole).
+fn batch_metrics(
+    function: &str,
+    size: usize,
+    elapsed: std::time::Duration,
+    report: Option<&crate::runner::BatchReport>,
+) {
+    use crate::metrics::{BATCH_DURATION, BATCH_SIZE, MESSAGES};
+    BATCH_SIZE.observe(&[function], size as f64);
+    BATCH_DURATION.observe(&[function], elapsed.as_secs_f64());
+    let outcomes = match report {
+        Some(r) => [
+            ("processed", r.processed),
+            ("duplicate", r.duplicates),
+            ("parked", r.parked.len()),
+        ]
+        .to_vec(),
+        None => vec![("failed", size)],
+    };
+    for (outcome, n) in outcomes {
+        MESSAGES.add(&[function, outcome], n as f64);
     }
 }
 
@@ -72,18 +104,49 @@ where
 }
 
 /// The whole `main` of a function binary: telemetry, config, state once, then the runtime.
-pub async fn serve(constructor: Constructor) -> Result<(), lambda_runtime::Error> {
-    crate::telemetry::init();
-    let config = crate::Config::from_env()?;
-    let ctx = Context::new(config)?;
-    let function = constructor(&ctx);
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<Value>| {
-            let function = function.clone();
-            async move { function.invoke(event.payload).await }
-        },
-    ))
-    .await
+/// Each invocation ends by writing its metrics as CloudWatch EMF lines to stdout.
+///
+/// Not an `async fn` so that `#[track_caller]` sees the calling binary: its file
+/// (`src/bin/order-saga.rs`) names the function in metrics as the local runner does, where
+/// the Lambda function name would carry the stack's prefix.
+#[track_caller]
+pub fn serve(constructor: Constructor) -> impl Future<Output = Result<(), lambda_runtime::Error>> {
+    let name = binary_name(std::panic::Location::caller().file());
+    async move {
+        crate::telemetry::init();
+        crate::metrics::emf::enable();
+        let config = crate::Config::from_env()?;
+        let ctx = Context::new(config)?;
+        let function = constructor(&ctx);
+        let name: Arc<str> = name.into();
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<Value>| {
+                let (function, name) = (function.clone(), name.clone());
+                async move {
+                    let started = std::time::Instant::now();
+                    let result = function.invoke(event.payload).await;
+                    crate::metrics::invocation(&name, result.as_ref().ok(), started.elapsed());
+                    crate::metrics::emf::flush();
+                    result
+                }
+            },
+        ))
+        .await
+    }
+}
+
+/// `functions/order/src/bin/order-saga.rs` -> `order-saga`; the Lambda function name when
+/// the caller is not a binary source file.
+fn binary_name(caller_file: &str) -> String {
+    let path = std::path::Path::new(caller_file);
+    let in_bin = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|d| d == "bin");
+    match path.file_stem().and_then(|s| s.to_str()) {
+        Some(stem) if in_bin => stem.to_string(),
+        _ => std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "unknown".into()),
+    }
 }
 
 /// The outbox relay of one service's schema, as a scheduled function: publishes rows a
@@ -105,9 +168,24 @@ pub fn outbox_relay(ctx: &Context, schema: &'static str) -> Arc<dyn Function> {
             if total > 0 {
                 tracing::info!(schema, published = total, "outbox relay re-sent events");
             }
-            Ok(serde_json::json!({ "published": total }))
+            // What is left is the outbox lag the alarms watch (EMF `OutboxLagSeconds`).
+            let (unpublished, lag) = outbox_gauges(&ctx, schema).await?;
+            Ok(serde_json::json!({
+                "published": total,
+                "unpublished": unpublished,
+                "lag_seconds": lag,
+            }))
         }
     }))
+}
+
+/// Sets the outbox gauges of `schema` (label `service`, the service's name) and returns them.
+pub async fn outbox_gauges(ctx: &Context, schema: &str) -> anyhow::Result<(i64, f64)> {
+    let (unpublished, lag) = crate::db::outbox_backlog(&ctx.pool, schema).await?;
+    let service = crate::metrics::service_of_schema(schema);
+    crate::metrics::OUTBOX_UNPUBLISHED.set(&[service], unpublished as f64);
+    crate::metrics::OUTBOX_LAG.set(&[service], lag);
+    Ok((unpublished, lag))
 }
 
 /// One relay pass: at most `limit` rows older than 5 s. Returns how many were published.

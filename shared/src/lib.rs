@@ -13,6 +13,7 @@ pub mod error;
 pub mod faults;
 pub mod http;
 pub mod lambda;
+pub mod metrics;
 pub use lambda::{Constructor, Function};
 pub mod context;
 pub mod publisher;

@@ -151,12 +151,37 @@ impl Publish for AmqpPublisher {
         if messages.is_empty() {
             return Ok(());
         }
-        let ch = self.channel().await?;
+        let ch = match self.channel().await {
+            Ok(ch) => ch,
+            Err(e) => {
+                crate::metrics::PUBLISH_FAILURES.inc(&[]);
+                return Err(e);
+            }
+        };
+        // Measured from the first publish, so a reconnect does not count as confirm latency.
+        let started = std::time::Instant::now();
         let result = self.publish_on(&ch, messages).await;
         if result.is_err() {
             self.reset().await;
         }
+        record(messages, started.elapsed(), result.is_ok());
         result
+    }
+}
+
+/// Confirm latency and what was published, by routing key; parked messages (they carry
+/// the park reason) are counted by the runner as messages parked, not as events.
+fn record(messages: &[OutMessage], elapsed: Duration, ok: bool) {
+    use crate::metrics::{CONFIRM_LATENCY, EVENTS_PUBLISHED, PUBLISH_FAILURES};
+    if !ok {
+        PUBLISH_FAILURES.inc(&[]);
+        return;
+    }
+    CONFIRM_LATENCY.observe(&[], elapsed.as_secs_f64());
+    for m in messages {
+        if m.header(crate::topology::parked::REASON).is_none() {
+            EVENTS_PUBLISHED.inc(&[&m.routing_key]);
+        }
     }
 }
 

@@ -146,7 +146,13 @@ impl<H: MessageHandler> BatchRunner<H> {
                 order_id = %env.correlation_id,
                 traceparent = %env.traceparent,
             );
-            match self.apply_one(&env).instrument(span.clone()).await {
+            let started = std::time::Instant::now();
+            let result = self
+                .apply_one(&env, delivery_attempt(msg))
+                .instrument(span.clone())
+                .await;
+            self.record(&env, &result, started.elapsed());
+            match result {
                 Ok(Step::Done(applied)) => {
                     report.processed += 1;
                     if self.faults.fires(Fault::Crash, self.handler.name()) {
@@ -211,7 +217,17 @@ impl<H: MessageHandler> BatchRunner<H> {
                 anyhow::Error::new(e).context("parking on the dead-letter exchange"),
             );
         }
-        self.handler.after_commit(effects).await;
+        // Per-message work carries its message's span (handlers may keep it in their
+        // effects); this one marks what is batch-wide.
+        let batch_span = tracing::info_span!(
+            "after_commit",
+            function = self.handler.name(),
+            messages = report.processed
+        );
+        self.handler
+            .after_commit(effects)
+            .instrument(batch_span)
+            .await;
         match failure {
             Some(source) => Err(BatchError {
                 committed: report.processed,
@@ -221,11 +237,40 @@ impl<H: MessageHandler> BatchRunner<H> {
         }
     }
 
-    async fn apply_one(&self, env: &Envelope) -> Result<Step<H::Effect>, HandleError> {
+    /// Handler duration, and the event as consumed unless the batch will come back.
+    fn record(
+        &self,
+        env: &Envelope,
+        result: &Result<Step<H::Effect>, HandleError>,
+        elapsed: std::time::Duration,
+    ) {
+        let name = self.handler.name();
+        crate::metrics::HANDLER_DURATION.observe(&[name], elapsed.as_secs_f64());
+        if !matches!(result, Err(HandleError::Transient(_))) {
+            crate::metrics::EVENTS_CONSUMED.inc(&[name, &env.event_type]);
+        }
+    }
+
+    async fn apply_one(
+        &self,
+        env: &Envelope,
+        attempts: i64,
+    ) -> Result<Step<H::Effect>, HandleError> {
         let schema = self.handler.schema();
         let mut tx = self.pool.begin().await?;
-        if !crate::db::inbox_record(&mut tx, schema, self.handler.name(), env).await? {
+        if !crate::db::inbox_record(&mut tx, schema, self.handler.name(), env, attempts).await? {
             tx.rollback().await?;
+            // Only for the timeline's delivery count: never worth failing the batch over.
+            if let Err(e) = crate::db::inbox_note_duplicate(
+                &self.pool,
+                schema,
+                self.handler.name(),
+                env.event_uuid(),
+            )
+            .await
+            {
+                tracing::debug!(error = %e, "could not count the duplicate delivery");
+            }
             let leftovers =
                 crate::db::outbox_unpublished_caused_by(&self.pool, schema, &env.event_id).await?;
             return Ok(Step::Duplicate(leftovers));
@@ -332,6 +377,16 @@ impl<H: MessageHandler> BatchRunner<H> {
 enum Step<E> {
     Done(Applied<E>),
     Duplicate(Vec<Envelope>),
+}
+
+/// Which delivery of the message this is (1 = first): quorum queues count earlier
+/// deliveries in `x-delivery-count`.
+pub fn delivery_attempt(msg: &RmqMessage) -> i64 {
+    msg.basic_properties
+        .header("x-delivery-count")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+        + 1
 }
 
 /// Body and content type to envelope; the error is the reason the message gets parked.

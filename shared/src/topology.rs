@@ -55,6 +55,24 @@ impl Names {
     }
 }
 
+/// Whether a topic-exchange binding `pattern` routes `routing_key`: words split on `.`,
+/// `*` matches exactly one word, `#` zero or more.
+pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
+    fn go(p: &[&str], k: &[&str]) -> bool {
+        match p.split_first() {
+            None => k.is_empty(),
+            Some((&"#", rest)) => (0..=k.len()).any(|skip| go(rest, &k[skip..])),
+            Some((w, rest)) => match k.split_first() {
+                Some((kw, krest)) => (*w == "*" || w == kw) && go(rest, krest),
+                None => false,
+            },
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = routing_key.split('.').collect();
+    go(&p, &k)
+}
+
 /// One function's queue and the routing keys bound to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
@@ -142,6 +160,22 @@ pub async fn declare(ch: &Channel, names: &Names, specs: &[QueueSpec]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_patterns_match_as_rabbitmq_does() {
+        for (pattern, key, want) in [
+            ("#", "order.created", true),
+            ("order.created", "order.created", true),
+            ("order.*", "order.created", true),
+            ("order.*", "stock.reserved", false),
+            ("*", "order.created", false),
+            ("order.#", "order", true),
+            ("#.created", "order.created", true),
+            ("order.created", "order.cancelled", false),
+        ] {
+            assert_eq!(topic_matches(pattern, key), want, "{pattern} vs {key}");
+        }
+    }
 
     #[test]
     fn every_name_carries_the_prefix() {

@@ -8,23 +8,60 @@ use shared::Envelope;
 use shared::contracts::{OrderCancelled, OrderConfirmed, Payload};
 use sqlx::PgConnection;
 
-/// Applies `input` to `order` (locked in `conn`'s transaction). Returns the decision's event,
-/// if this input settled the order. Inputs the saga ignores write nothing.
+/// A decision the saga just took: its event, and how long the order waited for it.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub event: Envelope,
+    pub timing: SagaTiming,
+}
+
+/// How long an order waited for its decision, and which decision it was.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SagaTiming {
+    /// `confirmed`, or the cancel reason (`out_of_stock`, `payment_declined`, `expired`).
+    pub outcome: &'static str,
+    /// From the order's creation to the decision.
+    pub seconds: f64,
+}
+
+impl SagaTiming {
+    /// Records the saga duration; call once the decision is committed, so a transaction
+    /// that rolls back (and is retried) is not counted twice.
+    pub fn observe(self) {
+        shared::metrics::SAGA_DURATION.observe(&[self.outcome], self.seconds);
+    }
+}
+
+/// Applies `input` to `order` (locked in `conn`'s transaction). Returns the decision, if
+/// this input settled the order. Inputs the saga ignores write nothing.
 pub async fn apply_input(
     conn: &mut PgConnection,
     order: &LockedOrder,
     input: Input,
     cause: Option<&Envelope>,
-) -> sqlx::Result<Option<Envelope>> {
+) -> sqlx::Result<Option<Decided>> {
     let (next, decision) = step(order.state, input);
     if next != order.state {
         orders::save_state(conn, order.order_id, &next).await?;
     }
-    Ok(decision.map(|d| decision_event(order, d, cause)))
+    Ok(decision.map(|d| {
+        let waited = chrono::Utc::now() - order.created_at;
+        Decided {
+            event: decision_event(order, d, cause),
+            timing: SagaTiming {
+                outcome: match d {
+                    Decision::Confirm => "confirmed",
+                    Decision::Cancel(reason) => reason.as_str(),
+                },
+                seconds: waited.num_milliseconds().max(0) as f64 / 1000.0,
+            },
+        }
+    }))
 }
 
 /// `order.confirmed` or `order.cancelled(reason)`, carrying what downstream services need
-/// (payment captures the total, notification writes to the customer).
+/// (payment captures the total, notification writes to the customer). Without a causing
+/// event (expiry) it continues the order's own trace.
 pub fn decision_event(
     order: &LockedOrder,
     decision: Decision,
@@ -45,5 +82,9 @@ pub fn decision_event(
             reason: reason.to_proto() as i32,
         }),
     };
-    Envelope::new(payload, cause)
+    let mut event = Envelope::new(payload, cause);
+    if cause.is_none() && shared::telemetry::parse_traceparent(&order.traceparent).is_some() {
+        event.traceparent = shared::telemetry::child_traceparent(&order.traceparent);
+    }
+    event
 }

@@ -3,7 +3,8 @@
 //!
 //! `domain` holds the pure decisions (request parsing, pricing, the saga state machine);
 //! `pg` the Postgres adapters (schema `orders`); `apply` runs the saga against a locked
-//! order; `functions` builds one Lambda function per binary.
+//! order; `functions` builds one Lambda function per binary, `order-timeline` among them:
+//! it records every event of every order, whichever service published it.
 
 pub mod apply;
 pub mod domain;
@@ -31,6 +32,7 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("order-catalog", functions::catalog),
     ("order-expire", functions::expire),
     ("order-relay", functions::relay),
+    (functions::TIMELINE, functions::timeline),
 ];
 
 /// Every order with its lines (for `orderflow verify` and the demo).
@@ -51,4 +53,38 @@ pub async fn catalog_prices(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>>
 /// How many products the order service can price.
 pub async fn catalog_len(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(pg::catalog::len(pool).await?)
+}
+
+/// Every event of the order that `order-timeline` recorded, by time (for `orderflow
+/// timeline`, which puts them in causal order with `domain::timeline::causal_order`).
+pub async fn timeline_events(
+    pool: &PgPool,
+    order_id: &str,
+) -> anyhow::Result<Vec<pg::timeline::TimelineRow>> {
+    Ok(pg::timeline::for_order(pool, order_id).await?)
+}
+
+/// Sets the `orderflow_orders` gauges (every status and reason, 0 when absent) and the age
+/// of the oldest PENDING order: polled by the local runner, emitted by `order-expire` as
+/// EMF on Lambda.
+pub async fn record_order_gauges(pool: &PgPool) -> anyhow::Result<()> {
+    use shared::metrics::{OLDEST_PENDING, ORDERS};
+    let (counts, oldest) = pg::views::state_counts(pool).await?;
+    let states = [
+        ("PENDING", "none"),
+        ("CONFIRMED", "none"),
+        ("CANCELLED", "out_of_stock"),
+        ("CANCELLED", "payment_declined"),
+        ("CANCELLED", "expired"),
+    ];
+    for (status, reason) in states {
+        let n = counts
+            .iter()
+            .filter(|(s, r, _)| s == status && r.as_deref().unwrap_or("none") == reason)
+            .map(|c| c.2)
+            .sum::<i64>();
+        ORDERS.set(&[status, reason], n as f64);
+    }
+    OLDEST_PENDING.set(&[], oldest);
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `order-create` (HTTP `POST /orders`): validates and prices the order, then writes it,
 //! its idempotency record and `order.created` in one transaction, and publishes after commit.
+//! A W3C `traceparent` request header makes the order's trace a child of the caller's.
 
 use crate::domain::pricing::{self, PricedOrder, PricingError};
 use crate::domain::request::{IdempotencyKey, OrderRequest, ValidOrder};
@@ -11,6 +12,7 @@ use shared::http::{ApiError, Request, Response, authenticate, header, json_body,
 use shared::session::Session;
 use shared::{Envelope, Function};
 use std::sync::Arc;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub const ROUTE: &str = "POST /orders";
@@ -72,21 +74,46 @@ impl CreateOrder {
         }
         let prices = catalog::prices(&self.ctx.pool, &order.product_ids()).await?;
         let priced = pricing::price(&order, &prices).map_err(pricing_error)?;
-        self.insert(&session, &order, &priced, key.as_ref(), &request_hash)
-            .await
+        let order_id = Uuid::now_v7();
+        let created = order_created(
+            order_id,
+            &session,
+            &order,
+            &priced,
+            header(&req, "traceparent"),
+        );
+        // Every log line about this order, the publish included, carries its ids.
+        let span = tracing::info_span!(
+            "order",
+            %order_id,
+            event_id = %created.event_id,
+            traceparent = %created.traceparent,
+        );
+        self.insert(
+            created,
+            &session,
+            &order,
+            &priced,
+            key.as_ref(),
+            &request_hash,
+        )
+        .instrument(span)
+        .await
     }
 
     async fn insert(
         &self,
+        created: Envelope,
         session: &Session,
         order: &ValidOrder,
         priced: &PricedOrder,
         key: Option<&IdempotencyKey>,
         request_hash: &str,
     ) -> Result<Response, ApiError> {
-        let order_id = Uuid::now_v7();
+        let order_id = Uuid::parse_str(&created.correlation_id).unwrap_or_default();
         let answer = serde_json::json!({ "order_id": order_id, "status": "PENDING" });
-        let events = vec![order_created(order_id, session, order, priced)];
+        let traceparent = created.traceparent.clone();
+        let events = vec![created];
         let mut tx = self.ctx.pool.begin().await?;
         // The key is claimed first: a concurrent request with the same key waits here for
         // ours to finish, then finds it taken and answers from what we stored.
@@ -120,6 +147,7 @@ impl CreateOrder {
             priced,
             payment_token: order.payment_token.as_str(),
             pending_timeout: self.ctx.config.pending_timeout,
+            traceparent: &traceparent,
         };
         orders::insert(&mut tx, &new).await?;
         shared::db::outbox_insert(&mut tx, crate::SCHEMA, &events).await?;
@@ -135,8 +163,9 @@ fn order_created(
     session: &Session,
     order: &ValidOrder,
     priced: &PricedOrder,
+    caller_trace: Option<&str>,
 ) -> Envelope {
-    Envelope::new(
+    let mut created = Envelope::new(
         Payload::OrderCreated(OrderCreated {
             order_id: order_id.to_string(),
             user_id: session.user_id.to_string(),
@@ -155,5 +184,10 @@ fn order_created(
             payment_token: order.payment_token.as_str().to_string(),
         }),
         None,
-    )
+    );
+    if let Some(parent) = caller_trace.filter(|t| shared::telemetry::parse_traceparent(t).is_some())
+    {
+        created.traceparent = shared::telemetry::child_traceparent(parent);
+    }
+    created
 }

@@ -1,7 +1,7 @@
 //! `order-expire` (schedule rate(1 minute)): cancels PENDING orders past their deadline
 //! through the same saga step as every other input.
 
-use crate::apply::apply_input;
+use crate::apply::{SagaTiming, apply_input};
 use crate::domain::saga::Input;
 use crate::pg::orders;
 use shared::context::Context;
@@ -17,6 +17,8 @@ pub fn expire(ctx: &Context) -> Arc<dyn Function> {
         let ctx = ctx.clone();
         async move {
             let expired = expire_due(&ctx).await?;
+            // Every minute on Lambda: orders by state as EMF, where nothing polls them.
+            crate::record_order_gauges(&ctx.pool).await?;
             Ok(serde_json::json!({ "expired": expired }))
         }
     }))
@@ -28,14 +30,17 @@ pub async fn expire_due(ctx: &Context) -> anyhow::Result<usize> {
     let mut tx = ctx.pool.begin().await?;
     let due = orders::lock_due_for_expiry(&mut tx, EXPIRE_BATCH).await?;
     let mut events: Vec<Envelope> = Vec::with_capacity(due.len());
+    let mut timings = Vec::with_capacity(due.len());
     for order in &due {
-        if let Some(event) = apply_input(&mut tx, order, Input::Expired, None).await? {
-            tracing::info!(order_id = %order.order_id, "pending order expired");
-            events.push(event);
+        if let Some(decided) = apply_input(&mut tx, order, Input::Expired, None).await? {
+            tracing::info!(order_id = %order.order_id, event_id = %decided.event.event_id, "pending order expired");
+            events.push(decided.event);
+            timings.push(decided.timing);
         }
     }
     shared::db::outbox_insert(&mut tx, crate::SCHEMA, &events).await?;
     tx.commit().await?;
+    timings.into_iter().for_each(SagaTiming::observe);
     ctx.publish_committed(crate::SCHEMA, &events).await;
     Ok(events.len())
 }

@@ -6,6 +6,7 @@ use shared::Function;
 use shared::context::Context;
 use shared::http::{ApiError, Request, Response, authenticate, json_response, path_param};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 pub const ROUTE: &str = "GET /orders/{id}";
 
@@ -32,6 +33,7 @@ impl GetOrder {
             return Err(ApiError::not_found("order"));
         };
         let view = views::order_for_owner(&self.ctx.pool, order_id, session.user_id)
+            .instrument(tracing::info_span!("order", %order_id))
             .await?
             .ok_or_else(|| ApiError::not_found("order"))?;
         Ok(json_response(200, &view))

@@ -1,7 +1,7 @@
 //! `order-saga` (queue order-saga <- stock.reserved, stock.rejected, payment.processed):
 //! feeds each result to the pure saga under a row lock and publishes its decision.
 
-use crate::apply::apply_input;
+use crate::apply::{SagaTiming, apply_input};
 use crate::domain::saga::Input;
 use crate::pg::orders::{self, LoadError};
 use async_trait::async_trait;
@@ -39,7 +39,8 @@ fn input_of(env: &Envelope) -> Result<(&str, Input), HandleError> {
 
 #[async_trait]
 impl MessageHandler for SagaHandler {
-    type Effect = ();
+    /// The decision's timing, observed once committed.
+    type Effect = SagaTiming;
 
     fn name(&self) -> &'static str {
         "order-saga"
@@ -53,7 +54,7 @@ impl MessageHandler for SagaHandler {
         &self,
         tx: &mut PgConnection,
         env: &Envelope,
-    ) -> Result<Applied<()>, HandleError> {
+    ) -> Result<Applied<SagaTiming>, HandleError> {
         let (order_id, input) = input_of(env)?;
         let order_id = uuid::Uuid::parse_str(order_id)
             .map_err(|_| HandleError::permanent(format!("invalid order id {order_id:?}")))?;
@@ -65,13 +66,20 @@ impl MessageHandler for SagaHandler {
             Err(e @ LoadError::Corrupt(_)) => return Err(HandleError::permanent(e.to_string())),
         };
         let before = order.state;
-        let event = apply_input(tx, &order, input, Some(env)).await?;
+        let decided = apply_input(tx, &order, input, Some(env)).await?;
         tracing::info!(
             ?input,
             from = %before.status,
-            decision = event.as_ref().map(|e| e.event_type.as_str()),
+            decision = decided.as_ref().map(|d| d.event.event_type.as_str()),
             "saga step"
         );
-        Ok(Applied::events(event.into_iter().collect()))
+        Ok(match decided {
+            Some(d) => Applied::events(vec![d.event]).with_effect(d.timing),
+            None => Applied::nothing(),
+        })
+    }
+
+    async fn after_commit(&self, decided: Vec<SagaTiming>) {
+        decided.into_iter().for_each(SagaTiming::observe);
     }
 }

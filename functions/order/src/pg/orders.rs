@@ -3,6 +3,7 @@
 
 use crate::domain::pricing::PricedOrder;
 use crate::domain::saga::{PaymentResult, Reason, SagaState, Status, StockResult};
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::time::Duration;
 use uuid::Uuid;
@@ -15,13 +16,15 @@ pub struct NewOrder<'a> {
     pub payment_token: &'a str,
     /// How long it may stay PENDING before the expiry schedule cancels it.
     pub pending_timeout: Duration,
+    /// The trace of its `order.created`, continued by every later event of the order.
+    pub traceparent: &'a str,
 }
 
 pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO orders.orders
-             (order_id, user_id, customer_email, status, total_cents, currency, payment_token, deadline_at)
-         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, now() + make_interval(secs => $7))",
+             (order_id, user_id, customer_email, status, total_cents, currency, payment_token, deadline_at, traceparent)
+         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, now() + make_interval(secs => $7), $8)",
     )
     .bind(order.order_id)
     .bind(order.user_id)
@@ -30,6 +33,7 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
     .bind(&order.priced.currency)
     .bind(order.payment_token)
     .bind(order.pending_timeout.as_secs_f64())
+    .bind(order.traceparent)
     .execute(&mut *conn)
     .await?;
     let lines = &order.priced.lines;
@@ -63,6 +67,9 @@ pub struct LockedOrder {
     pub total_cents: i64,
     pub currency: String,
     pub state: SagaState,
+    pub created_at: DateTime<Utc>,
+    /// Empty for orders created before traces were stored.
+    pub traceparent: String,
 }
 
 type SagaRow = (
@@ -75,9 +82,11 @@ type SagaRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    DateTime<Utc>,
+    String,
 );
 
-const SAGA_COLUMNS: &str = "order_id, user_id, customer_email, total_cents, currency, status, reason, stock_result, payment_result";
+const SAGA_COLUMNS: &str = "order_id, user_id, customer_email, total_cents, currency, status, reason, stock_result, payment_result, created_at, traceparent";
 
 /// The row holds an order that violates our own CHECK constraints: a bug, not bad input.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +96,19 @@ pub struct CorruptRow {
 }
 
 fn locked(row: SagaRow) -> Result<LockedOrder, CorruptRow> {
-    let (order_id, user_id, customer_email, total_cents, currency, status, reason, stock, payment) =
-        row;
+    let (
+        order_id,
+        user_id,
+        customer_email,
+        total_cents,
+        currency,
+        status,
+        reason,
+        stock,
+        payment,
+        created_at,
+        traceparent,
+    ) = row;
     let corrupt = || CorruptRow { order_id };
     let state = SagaState {
         status: Status::parse(&status).ok_or_else(corrupt)?,
@@ -109,6 +129,8 @@ fn locked(row: SagaRow) -> Result<LockedOrder, CorruptRow> {
         total_cents,
         currency,
         state,
+        created_at,
+        traceparent,
     })
 }
 

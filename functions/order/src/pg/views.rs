@@ -1,9 +1,11 @@
-//! Read models: one order with its items and timeline for its owner, and every order for
-//! the local runner's `verify`.
+//! Read models: one order with its items and timeline for its owner, every order for the
+//! local runner's `verify`, and the order counts behind the `orderflow_orders` gauges.
 
+use crate::domain::timeline::{Causal, causal_order};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use std::collections::HashSet;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize)]
@@ -13,13 +15,33 @@ pub struct ItemView {
     pub unit_price_cents: i64,
 }
 
+/// One event of the order, as `GET /orders/{id}` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
-    pub event_type: String,
-    pub at: DateTime<Utc>,
-    /// `consumed` (from the inbox) or `published` (from the outbox).
-    pub source: String,
     pub event_id: Uuid,
+    pub event_type: String,
+    /// The event that caused this one; `null` for `order.created`.
+    pub causation_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// Same as `occurred_at` (the field's first name, kept for existing clients).
+    pub at: DateTime<Utc>,
+    /// When `order-timeline` saw it on the bus; `null` while it is on its way.
+    pub recorded_at: Option<DateTime<Utc>>,
+    /// `published` for the order service's own events (from its outbox), `observed` for
+    /// the other services' events (seen on the bus).
+    pub source: String,
+}
+
+impl Causal for TimelineEntry {
+    fn event_id(&self) -> String {
+        self.event_id.to_string()
+    }
+    fn causation_id(&self) -> String {
+        self.causation_id.clone().unwrap_or_default()
+    }
+    fn occurred_at_ms(&self) -> i64 {
+        self.occurred_at.timestamp_millis()
+    }
 }
 
 /// The `GET /orders/{id}` body.
@@ -93,28 +115,44 @@ pub async fn order_for_owner(
     }))
 }
 
-/// What this service consumed (inbox) and published (outbox) for the order, oldest first.
+/// Every event of the order in causal order: what `order-timeline` recorded from the bus,
+/// plus the order service's own events still in its outbox on their way there.
 pub async fn timeline(pool: &PgPool, order_id: Uuid) -> sqlx::Result<Vec<TimelineEntry>> {
-    let rows: Vec<(String, DateTime<Utc>, String, Uuid)> = sqlx::query_as(
-        "SELECT event_type, processed_at AS at, 'consumed'::text AS source, event_id
-             FROM orders.inbox WHERE order_id = $1
-         UNION ALL
-         SELECT event_type, created_at, 'published'::text, id
-             FROM orders.outbox WHERE correlation_id = $1
-         ORDER BY at, source, event_id",
-    )
-    .bind(order_id.to_string())
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
+    let order_id = order_id.to_string();
+    let seen = crate::pg::timeline::for_order(pool, &order_id).await?;
+    let own = shared::db::outbox_for_order(pool, crate::SCHEMA, &order_id).await?;
+    let published: HashSet<Uuid> = own.iter().map(|r| r.event_id).collect();
+    let mut entries: Vec<TimelineEntry> = seen
         .into_iter()
-        .map(|(event_type, at, source, event_id)| TimelineEntry {
-            event_type,
-            at,
-            source,
-            event_id,
+        .map(|r| TimelineEntry {
+            event_id: r.event_id,
+            event_type: r.event_type,
+            causation_id: Some(r.causation_id).filter(|c| !c.is_empty()),
+            occurred_at: r.occurred_at,
+            at: r.occurred_at,
+            recorded_at: Some(r.recorded_at),
+            source: source(published.contains(&r.event_id)).into(),
         })
-        .collect())
+        .collect();
+    let recorded: HashSet<Uuid> = entries.iter().map(|e| e.event_id).collect();
+    entries.extend(
+        own.into_iter()
+            .filter(|r| !recorded.contains(&r.event_id))
+            .map(|r| TimelineEntry {
+                event_id: r.event_id,
+                event_type: r.event_type,
+                causation_id: Some(r.causation_id).filter(|c| !c.is_empty()),
+                occurred_at: r.created_at,
+                at: r.created_at,
+                recorded_at: None,
+                source: source(true).into(),
+            }),
+    );
+    Ok(causal_order(entries))
+}
+
+fn source(own: bool) -> &'static str {
+    if own { "published" } else { "observed" }
 }
 
 /// One order as `orderflow verify` and the demo read it.
@@ -155,4 +193,23 @@ pub async fn all_orders(pool: &PgPool) -> sqlx::Result<Vec<OrderRow>> {
             items: by_order.remove(&order_id).unwrap_or_default(),
         })
         .collect())
+}
+
+/// Orders per `(status, reason)`, and the age in seconds of the oldest PENDING order (0
+/// when none is pending).
+pub async fn state_counts(
+    pool: &PgPool,
+) -> sqlx::Result<(Vec<(String, Option<String>, i64)>, f64)> {
+    let counts = sqlx::query_as(
+        "SELECT status, reason, count(*) FROM orders.orders GROUP BY status, reason ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    let oldest: f64 = sqlx::query_scalar(
+        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+         FROM orders.orders WHERE status = 'PENDING'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((counts, oldest))
 }

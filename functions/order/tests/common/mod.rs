@@ -20,6 +20,7 @@ pub struct Harness {
     pub get: Arc<dyn Function>,
     pub saga: Arc<dyn Function>,
     pub catalog: Arc<dyn Function>,
+    pub timeline: Arc<dyn Function>,
 }
 
 pub struct User {
@@ -40,6 +41,7 @@ impl Harness {
             get: order::functions::get(&env.ctx),
             saga: order::functions::saga(&env.ctx),
             catalog: order::functions::catalog(&env.ctx),
+            timeline: order::functions::timeline(&env.ctx),
             env,
         }
     }
@@ -91,6 +93,11 @@ impl Harness {
 
     pub async fn to_saga(&self, envs: &[Envelope]) -> Value {
         self.deliver(&self.saga, "order-saga", envs).await
+    }
+
+    /// Delivers envelopes to `order-timeline`, as the `#` binding would.
+    pub async fn to_timeline(&self, envs: &[Envelope]) -> Value {
+        self.deliver(&self.timeline, "order-timeline", envs).await
     }
 
     pub async fn post_order(

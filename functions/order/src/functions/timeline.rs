@@ -1,0 +1,44 @@
+//! `order-timeline` (queue order-timeline <- `#`, every event): records each event of an
+//! order (type, id, cause, trace, when it occurred) in `orders.timeline`, the source of the
+//! `timeline` of `GET /orders/{id}` and of `orderflow timeline`. Events about no order
+//! (`product.updated`) are acknowledged and not recorded.
+
+use async_trait::async_trait;
+use shared::runner::{Applied, MessageHandler};
+use shared::{Envelope, Function, HandleError};
+use sqlx::PgConnection;
+use std::sync::Arc;
+
+pub const TIMELINE: &str = "order-timeline";
+
+pub struct TimelineHandler;
+
+pub fn timeline(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    Arc::new(shared::lambda::RmqFunction(
+        ctx.batch_runner(TimelineHandler),
+    ))
+}
+
+#[async_trait]
+impl MessageHandler for TimelineHandler {
+    type Effect = ();
+
+    fn name(&self) -> &'static str {
+        TIMELINE
+    }
+
+    fn schema(&self) -> &'static str {
+        crate::SCHEMA
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+    ) -> Result<Applied<()>, HandleError> {
+        if !env.correlation_id.is_empty() {
+            crate::pg::timeline::record(tx, env).await?;
+        }
+        Ok(Applied::nothing())
+    }
+}

@@ -1,0 +1,68 @@
+//! `orders.timeline`: every event of an order seen on the bus, recorded by `order-timeline`.
+
+use chrono::{DateTime, Utc};
+use shared::Envelope;
+use sqlx::{PgConnection, PgPool};
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineRow {
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub causation_id: String,
+    pub traceparent: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Records `env` for its order; a redelivery changes nothing.
+pub async fn record(conn: &mut PgConnection, env: &Envelope) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO orders.timeline (event_id, order_id, event_type, causation_id, traceparent, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000))
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(env.event_uuid())
+    .bind(&env.correlation_id)
+    .bind(&env.event_type)
+    .bind(&env.causation_id)
+    .bind(&env.traceparent)
+    .bind(env.occurred_at_ms as f64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every recorded event of the order, by time (callers put them in causal order).
+pub async fn for_order(pool: &PgPool, order_id: &str) -> sqlx::Result<Vec<TimelineRow>> {
+    type Row = (
+        uuid::Uuid,
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+        DateTime<Utc>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT event_id, event_type, causation_id, traceparent, occurred_at, recorded_at
+         FROM orders.timeline WHERE order_id = $1 ORDER BY occurred_at, event_id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(event_id, event_type, causation_id, traceparent, occurred_at, recorded_at)| {
+                TimelineRow {
+                    event_id,
+                    event_type,
+                    causation_id,
+                    traceparent,
+                    occurred_at,
+                    recorded_at,
+                }
+            },
+        )
+        .collect())
+}
