@@ -167,6 +167,20 @@ async fn post_retrying(
     }
 }
 
+/// (orders, of which pending, messages and outbox rows still waiting).
+async fn settle_state(
+    ctx: &shared::context::Context,
+    queues: &[String],
+) -> anyhow::Result<(usize, usize, usize)> {
+    let orders = order::orders(&ctx.pool).await?;
+    let pending = orders.iter().filter(|o| o.status == "PENDING").count();
+    let mut busy = crate::verify::backlog(ctx, queues).await?;
+    for schema in crate::registry::OUTBOX_SCHEMAS {
+        busy += shared::db::outbox_backlog(&ctx.pool, schema).await?.0 as usize;
+    }
+    Ok((orders.len(), pending, busy))
+}
+
 pub async fn run(
     base_cfg: shared::Config,
     queues: &[String],
@@ -217,36 +231,43 @@ pub async fn run(
     )
     .await?;
 
-    let mut tokens = Vec::new();
+    // Sessions live in Redis, which keeps nothing on disk here: after the Redis restart
+    // every token is dead and clients log in again, as real ones would.
+    let mut users = Vec::new();
     for i in 0..10 {
         let creds = json!({"email": format!("chaos-{run_id}-{i}@example.com"), "password": "correct horse battery"});
         post_retrying(&http, &format!("{base}/users"), None, None, &creds).await?;
-        let (s, b) = post_retrying(&http, &format!("{base}/sessions"), None, None, &creds).await?;
-        anyhow::ensure!(s == 201, "login answered {s}: {b}");
-        tokens.push(b["token"].as_str().context("token")?.to_string());
+        users.push(creds);
     }
+    let users = Arc::new(users);
+    let tokens: Arc<tokio::sync::Mutex<BTreeMap<usize, String>>> = Arc::default();
+    let relogins = Arc::new(AtomicUsize::new(0));
 
     // Place orders at the given rate; faults are injected at milestones of progress.
     let accepted = Arc::new(AtomicUsize::new(0));
     let placer = {
-        let (http, base, tokens, accepted, run_id) = (
+        let (http, base, users, tokens, accepted, run_id, relogins) = (
             http.clone(),
             base.clone(),
+            users.clone(),
             tokens.clone(),
             accepted.clone(),
             run_id.clone(),
+            relogins.clone(),
         );
         let (n, rate) = (args.orders, args.rate.max(1.0));
         tokio::spawn(async move {
             let tick = Duration::from_secs_f64(1.0 / rate);
             futures::stream::iter(0..n)
                 .map(|i| {
-                    let (http, base, token, accepted, run_id) = (
+                    let (http, base, users, tokens, accepted, run_id, relogins) = (
                         http.clone(),
                         base.clone(),
-                        tokens[i % tokens.len()].clone(),
+                        users.clone(),
+                        tokens.clone(),
                         accepted.clone(),
                         run_id.clone(),
+                        relogins.clone(),
                     );
                     async move {
                         tokio::time::sleep(tick * i as u32).await;
@@ -262,22 +283,59 @@ pub async fn run(
                         }
                         let body = json!({"items": items, "payment_token": card});
                         let key = format!("chaos-{run_id}-{i}");
-                        let result = post_retrying(
-                            &http,
-                            &format!("{base}/orders"),
-                            Some(&token),
-                            Some(&key),
-                            &body,
-                        )
+                        let user = i % users.len();
+                        let result = async {
+                            for _ in 0..20 {
+                                let token = {
+                                    let mut t = tokens.lock().await;
+                                    match t.get(&user) {
+                                        Some(tok) => tok.clone(),
+                                        None => {
+                                            let (s, b) = post_retrying(
+                                                &http,
+                                                &format!("{base}/sessions"),
+                                                None,
+                                                None,
+                                                &users[user],
+                                            )
+                                            .await?;
+                                            anyhow::ensure!(s == 201, "login answered {s}: {b}");
+                                            let tok =
+                                                b["token"].as_str().context("token")?.to_string();
+                                            t.insert(user, tok.clone());
+                                            tok
+                                        }
+                                    }
+                                };
+                                let (s, b) = post_retrying(
+                                    &http,
+                                    &format!("{base}/orders"),
+                                    Some(&token),
+                                    Some(&key),
+                                    &body,
+                                )
+                                .await?;
+                                if s == 401 {
+                                    relogins.fetch_add(1, Ordering::SeqCst);
+                                    let mut t = tokens.lock().await;
+                                    if t.get(&user) == Some(&token) {
+                                        t.remove(&user);
+                                    }
+                                    continue;
+                                }
+                                anyhow::ensure!(s == 202, "order {i} answered {s}: {b}");
+                                return b["order_id"]
+                                    .as_str()
+                                    .map(str::to_string)
+                                    .context("no order_id");
+                            }
+                            anyhow::bail!(
+                                "order {i}: still unauthorized after logging in again 20 times"
+                            )
+                        }
                         .await;
                         accepted.fetch_add(1, Ordering::SeqCst);
-                        result.and_then(|(s, b)| {
-                            anyhow::ensure!(s == 202, "order {i} answered {s}: {b}");
-                            b["order_id"]
-                                .as_str()
-                                .map(str::to_string)
-                                .context("no order_id")
-                        })
+                        result
                     }
                 })
                 .buffer_unordered(64)
@@ -349,20 +407,21 @@ pub async fn run(
     // Settle: every order final, queues and outboxes empty.
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let orders = order::orders(&ctx.pool).await?;
-        let pending = orders.iter().filter(|o| o.status == "PENDING").count();
-        let mut busy = crate::verify::backlog(&ctx, queues).await?;
-        for schema in crate::registry::OUTBOX_SCHEMAS {
-            busy += shared::db::outbox_backlog(&ctx.pool, schema).await?.0 as usize;
-        }
-        if pending == 0 && busy == 0 && orders.len() >= order_ids.len() {
-            break;
-        }
-        if Instant::now() > deadline {
-            println!(
-                "not settled after 240 s: {pending} orders pending, {busy} messages or outbox rows waiting"
-            );
-            break;
+        // The checker's own connections suffer the faults too: an error here is retried.
+        match settle_state(&ctx, queues).await {
+            Ok((total, pending, busy)) if pending == 0 && busy == 0 && total >= order_ids.len() => {
+                break;
+            }
+            Ok((_, pending, busy)) if Instant::now() > deadline => {
+                println!(
+                    "not settled after 240 s: {pending} orders pending, {busy} messages or outbox rows waiting"
+                );
+                break;
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context("checking whether the run settled"));
+            }
+            _ => {}
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -377,7 +436,27 @@ pub async fn run(
     })
     .await;
 
-    let orders = order::orders(&ctx.pool).await?;
+    // The first command on a connection the faults broke fails once (the Redis manager,
+    // for one, reconnects on the next request): retry the read-outs a few times.
+    let mut attempt = 0;
+    let (orders, checks) = loop {
+        attempt += 1;
+        let result = async {
+            anyhow::Ok((
+                order::orders(&ctx.pool).await?,
+                crate::verify::run(&ctx, queues).await?,
+            ))
+        }
+        .await;
+        match result {
+            Ok(r) => break r,
+            Err(e) if attempt < 5 => {
+                tracing::warn!(error = %e, "verify read-out failed, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.context("verifying after the run")),
+        }
+    };
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     for o in &orders {
         *states
@@ -387,7 +466,6 @@ pub async fn run(
             })
             .or_default() += 1;
     }
-    let checks = crate::verify::run(&ctx, queues).await?;
     let ok = checks.iter().all(crate::verify::Check::ok) && orders.len() == order_ids.len();
 
     // Stop the runner gracefully (SIGINT, as Ctrl-C).
@@ -420,6 +498,10 @@ pub async fn run(
     for (kind, n) in &by_kind {
         println!("  {n} x {kind} (in-process, by ORDERFLOW_FAULTS)");
     }
+    println!(
+        "  {} order requests logged in again after their session died with Redis",
+        relogins.load(Ordering::SeqCst)
+    );
     println!("invariants:");
     for c in &checks {
         println!("{}", c.line());
