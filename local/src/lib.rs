@@ -1,6 +1,6 @@
 //! The local runner `orderflow`: hosts every function of template.yaml in one process
 //! behind an AWS-faithful RabbitMQ bridge, an API Gateway-like HTTP front door and the
-//! schedules, and carries the operator commands (seed, demo, verify).
+//! schedules, and carries the operator commands (seed, demo, verify, timeline, ...).
 
 pub mod bridge;
 pub mod chaos;
@@ -13,6 +13,7 @@ pub mod registry;
 pub mod seed;
 pub mod stack;
 pub mod template;
+pub mod timeline;
 pub mod topology;
 pub mod verify;
 

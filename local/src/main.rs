@@ -55,6 +55,14 @@ enum Command {
     /// The fault-injection suite: places orders against a runner it starts as a child
     /// process while injecting faults, then verifies the invariants.
     Chaos(local::chaos::ChaosArgs),
+    /// One order across every service: each event in causal order, which functions
+    /// consumed it (attempts, latency), what is parked or still pending.
+    Timeline {
+        order_id: String,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -277,6 +285,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(checks.iter().all(verify::Check::ok))
         }
         Command::Dlq { action } => dlq(cfg, &queues, action).await,
+        Command::Timeline { order_id, json } => {
+            let ctx = shared::context::Context::new(cfg)?;
+            let t = local::timeline::build(&ctx, &specs, &order_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print!("{}", local::timeline::render(&t));
+            }
+            Ok(t.status.is_some())
+        }
         Command::Chaos(args) => local::chaos::run(cfg, &queues, args).await,
         Command::Topology(args) => local::topology::run(cfg, &specs, args).await,
         Command::Migrate => {

@@ -300,6 +300,15 @@ static PROM: LazyLock<Prom> = LazyLock::new(|| {
         };
         // The definitions are constants checked by a unit test; a bad one is skipped, not fatal.
         let Ok(family) = family else { continue };
+        // A metric without labels has one series: export it from the start (at 0), so that
+        // rules and dashboards on it see a value before the first event.
+        if m.labels.is_empty() {
+            let _ = match &family {
+                Family::Counter(c) => c.get_metric_with_label_values(&[] as &[&str]).map(drop),
+                Family::Gauge(g) => g.get_metric_with_label_values(&[] as &[&str]).map(drop),
+                Family::Histogram(h) => h.get_metric_with_label_values(&[] as &[&str]).map(drop),
+            };
+        }
         let collector: Box<dyn prometheus::core::Collector> = match &family {
             Family::Counter(c) => Box::new(c.clone()),
             Family::Gauge(g) => Box::new(g.clone()),

@@ -170,7 +170,7 @@ impl ProductsApi {
         from_db: Option<HashMap<String, StockFigure>>,
     ) -> Result<(HashMap<String, StockFigure>, Source), ApiError> {
         let mut figures = HashMap::new();
-        let (misses, redis_up): (Vec<String>, bool) = match self.cache.get_many(ids).await {
+        let (misses, redis_up): (Vec<String>, bool) = match self.cache.lookup(ids).await {
             Ok(cached) => {
                 let mut misses = Vec::new();
                 for (id, hit) in ids.iter().zip(cached) {

@@ -63,6 +63,23 @@ impl RedisStockCache {
             .collect())
     }
 
+    /// `get_many` for the read-through path of the API, counting hits and misses (and a
+    /// Redis failure as one error per id) in `orderflow_stock_cache_lookups_total`. Checks
+    /// such as `orderflow verify` read with `get_many`, so they do not skew the hit rate.
+    pub async fn lookup(&self, ids: &[String]) -> RedisResult<Vec<Option<StockFigure>>> {
+        use shared::metrics::STOCK_CACHE;
+        let found = self.get_many(ids).await;
+        match &found {
+            Ok(figures) => {
+                let hits = figures.iter().filter(|f| f.is_some()).count();
+                STOCK_CACHE.add(&["hit"], hits as f64);
+                STOCK_CACHE.add(&["miss"], (figures.len() - hits) as f64);
+            }
+            Err(_) => STOCK_CACHE.add(&["error"], ids.len() as f64),
+        }
+        found
+    }
+
     /// Writes every figure that is newer than what is cached, with the TTL.
     pub async fn put_many(&self, figures: &[(String, StockFigure)]) -> RedisResult<()> {
         if figures.is_empty() {

@@ -12,6 +12,7 @@ use shared::lambda::{Function, RmqFunction};
 use shared::runner::{Applied, MessageHandler};
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 pub const SEND: &str = "notification-send";
 
@@ -79,8 +80,18 @@ impl MessageHandler for SendHandler {
         if effects.is_empty() {
             return;
         }
-        let outcomes =
-            futures::future::join_all(effects.iter().map(|n| self.channel.deliver(n))).await;
+        // Deliveries run after the batch, outside the messages' spans: each gets its own,
+        // so the channel's log lines (retries included) carry the order they are about.
+        let outcomes = futures::future::join_all(effects.iter().map(|n| {
+            let span = tracing::info_span!(
+                "notification",
+                order_id = %n.order_id,
+                notification_id = %n.notification_id,
+                kind = %n.kind,
+            );
+            self.channel.deliver(n).instrument(span)
+        }))
+        .await;
         let (mut delivered, mut failed) = (Vec::new(), Vec::new());
         for (n, outcome) in effects.iter().zip(outcomes) {
             let attempts = i32::try_from(outcome.attempts()).unwrap_or(i32::MAX);

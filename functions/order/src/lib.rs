@@ -50,9 +50,57 @@ pub async fn catalog_prices(pool: &PgPool) -> anyhow::Result<Vec<(String, i64)>>
     )
 }
 
+/// Accept-to-final figures over every final order: what `orderflow bench` reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LatencySummary {
+    pub completed: i64,
+    pub pending: i64,
+    /// Seconds from the first order's creation to the last order's final state.
+    pub span_secs: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+pub async fn latency_summary(pool: &PgPool) -> anyhow::Result<LatencySummary> {
+    let (completed, pending, span_secs, p50_ms, p95_ms, p99_ms, max_ms): (i64, i64, f64, f64, f64, f64, f64) = sqlx::query_as(
+        "WITH f AS (SELECT created_at, finalized_at, EXTRACT(EPOCH FROM finalized_at - created_at) * 1000 AS ms
+                    FROM orders.orders WHERE finalized_at IS NOT NULL)
+         SELECT (SELECT count(*) FROM f),
+                (SELECT count(*) FROM orders.orders WHERE finalized_at IS NULL),
+                COALESCE(EXTRACT(EPOCH FROM (SELECT max(finalized_at) - min(created_at) FROM f))::float8, 0),
+                COALESCE((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM f)::float8, 0),
+                COALESCE((SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) FROM f)::float8, 0),
+                COALESCE((SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) FROM f)::float8, 0),
+                COALESCE((SELECT max(ms) FROM f)::float8, 0)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(LatencySummary { completed, pending, span_secs, p50_ms, p95_ms, p99_ms, max_ms })
+}
+
+/// How many orders have reached a final state (cheap; polled while a bench drains).
+pub async fn final_count(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE finalized_at IS NOT NULL").fetch_one(pool).await?)
+}
+
 /// How many products the order service can price.
 pub async fn catalog_len(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(pg::catalog::len(pool).await?)
+}
+
+/// The order's status and reason, if it exists (for `orderflow timeline`).
+pub async fn status_of(
+    pool: &PgPool,
+    order_id: uuid::Uuid,
+) -> anyhow::Result<Option<(String, Option<String>)>> {
+    Ok(
+        sqlx::query_as("SELECT status, reason FROM orders.orders WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// Every event of the order that `order-timeline` recorded, by time (for `orderflow

@@ -1,7 +1,9 @@
-//! Causal order of an order's events: every event after the event that caused it, and
-//! otherwise by when it occurred. Clocks of different services may disagree by a few
-//! milliseconds, so time alone could put a reply before its request.
+//! An order's timeline: its events in causal order (every event after the event that
+//! caused it, otherwise by when it occurred; clocks of different services may disagree by a
+//! few milliseconds, so time alone could put a reply before its request), and what each
+//! event says in a few words.
 
+use shared::contracts::{CancelReason, NotificationKind, Payload, PaymentStatus, RejectReason};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
@@ -56,9 +58,95 @@ fn earliest_left<T: Causal>(slots: &[Option<T>]) -> Option<Reverse<(i64, String,
         .map(Reverse)
 }
 
+/// What an event says, in a few words, for a timeline line: the outcome it carries
+/// (`failed: card_declined`, `reason payment_declined`), never personal data.
+pub fn detail(payload: &Payload) -> String {
+    let lines = |items: &[shared::contracts::OrderLine]| {
+        let units: u64 = items.iter().map(|l| u64::from(l.quantity)).sum();
+        format!("{} line(s), {units} unit(s)", items.len())
+    };
+    let money = |cents: i64, currency: &str| {
+        format!("{}.{:02} {currency}", cents / 100, (cents % 100).abs())
+    };
+    match payload {
+        Payload::OrderCreated(e) => format!(
+            "{}, total {}",
+            lines(&e.items),
+            money(e.total_cents, &e.currency)
+        ),
+        Payload::StockReserved(e) => format!("reserved {}", lines(&e.items)),
+        Payload::StockRejected(e) => {
+            let reason = match RejectReason::try_from(e.reason) {
+                Ok(RejectReason::OutOfStock) => "out of stock",
+                Ok(RejectReason::UnknownProduct) => "unknown product",
+                Ok(RejectReason::OrderCancelled) => "order already cancelled",
+                _ => "unspecified",
+            };
+            format!("rejected: {reason} ({})", e.product_id)
+        }
+        Payload::PaymentProcessed(e) => match PaymentStatus::try_from(e.status) {
+            Ok(PaymentStatus::Success) => {
+                format!("success, authorized {}", money(e.amount_cents, &e.currency))
+            }
+            Ok(PaymentStatus::Failed) => format!("failed: {}", e.decline_code),
+            _ => "unspecified status".into(),
+        },
+        Payload::OrderConfirmed(e) => format!("total {}", money(e.total_cents, &e.currency)),
+        Payload::OrderCancelled(e) => format!(
+            "reason {}",
+            CancelReason::try_from(e.reason)
+                .ok()
+                .and_then(CancelReason::api_name)
+                .unwrap_or("unspecified")
+        ),
+        Payload::StockReleased(e) => format!("released {}", lines(&e.items)),
+        Payload::PaymentCaptured(e) => format!("captured {}", money(e.amount_cents, &e.currency)),
+        Payload::PaymentVoided(e) if e.payment_id.is_empty() => {
+            "voided before any authorization".into()
+        }
+        Payload::PaymentVoided(_) => "authorization voided".into(),
+        Payload::NotificationSent(e) => format!(
+            "{} via {}",
+            NotificationKind::try_from(e.kind)
+                .unwrap_or(NotificationKind::Unspecified)
+                .api_name(),
+            e.channel
+        ),
+        Payload::ProductUpdated(e) => {
+            format!("{} at {}", e.product_id, money(e.price_cents, &e.currency))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_say_what_the_event_decided() {
+        let declined = Payload::PaymentProcessed(shared::contracts::PaymentProcessed {
+            status: PaymentStatus::Failed as i32,
+            decline_code: "card_declined".into(),
+            ..Default::default()
+        });
+        assert_eq!(detail(&declined), "failed: card_declined");
+        let cancelled = Payload::OrderCancelled(shared::contracts::OrderCancelled {
+            reason: CancelReason::PaymentDeclined as i32,
+            ..Default::default()
+        });
+        assert_eq!(detail(&cancelled), "reason payment_declined");
+        let created = Payload::OrderCreated(shared::contracts::OrderCreated {
+            items: vec![shared::contracts::OrderLine {
+                product_id: "sku".into(),
+                quantity: 2,
+                unit_price_cents: 1999,
+            }],
+            total_cents: 3998,
+            currency: "EUR".into(),
+            ..Default::default()
+        });
+        assert_eq!(detail(&created), "1 line(s), 2 unit(s), total 39.98 EUR");
+    }
 
     #[derive(Debug, Clone, PartialEq)]
     struct E(&'static str, &'static str, i64);

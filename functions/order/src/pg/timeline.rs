@@ -11,6 +11,8 @@ pub struct TimelineRow {
     pub event_type: String,
     pub causation_id: String,
     pub traceparent: String,
+    /// What the event said, in a few words (`domain::timeline::detail`).
+    pub detail: String,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
 }
@@ -18,8 +20,9 @@ pub struct TimelineRow {
 /// Records `env` for its order; a redelivery changes nothing.
 pub async fn record(conn: &mut PgConnection, env: &Envelope) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO orders.timeline (event_id, order_id, event_type, causation_id, traceparent, occurred_at)
-         VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000))
+        "INSERT INTO orders.timeline
+             (event_id, order_id, event_type, causation_id, traceparent, occurred_at, detail)
+         VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000), $7)
          ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(env.event_uuid())
@@ -28,6 +31,7 @@ pub async fn record(conn: &mut PgConnection, env: &Envelope) -> sqlx::Result<()>
     .bind(&env.causation_id)
     .bind(&env.traceparent)
     .bind(env.occurred_at_ms as f64)
+    .bind(crate::domain::timeline::detail(env.payload()))
     .execute(conn)
     .await?;
     Ok(())
@@ -40,11 +44,12 @@ pub async fn for_order(pool: &PgPool, order_id: &str) -> sqlx::Result<Vec<Timeli
         String,
         String,
         String,
+        String,
         DateTime<Utc>,
         DateTime<Utc>,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT event_id, event_type, causation_id, traceparent, occurred_at, recorded_at
+        "SELECT event_id, event_type, causation_id, traceparent, detail, occurred_at, recorded_at
          FROM orders.timeline WHERE order_id = $1 ORDER BY occurred_at, event_id",
     )
     .bind(order_id)
@@ -53,12 +58,21 @@ pub async fn for_order(pool: &PgPool, order_id: &str) -> sqlx::Result<Vec<Timeli
     Ok(rows
         .into_iter()
         .map(
-            |(event_id, event_type, causation_id, traceparent, occurred_at, recorded_at)| {
+            |(
+                event_id,
+                event_type,
+                causation_id,
+                traceparent,
+                detail,
+                occurred_at,
+                recorded_at,
+            )| {
                 TimelineRow {
                     event_id,
                     event_type,
                     causation_id,
                     traceparent,
+                    detail,
                     occurred_at,
                     recorded_at,
                 }

@@ -22,6 +22,8 @@ pub struct TimelineEntry {
     pub event_type: String,
     /// The event that caused this one; `null` for `order.created`.
     pub causation_id: Option<String>,
+    /// What it said, in a few words (`failed: card_declined`); empty until recorded.
+    pub detail: String,
     pub occurred_at: DateTime<Utc>,
     /// Same as `occurred_at` (the field's first name, kept for existing clients).
     pub at: DateTime<Utc>,
@@ -128,6 +130,7 @@ pub async fn timeline(pool: &PgPool, order_id: Uuid) -> sqlx::Result<Vec<Timelin
             event_id: r.event_id,
             event_type: r.event_type,
             causation_id: Some(r.causation_id).filter(|c| !c.is_empty()),
+            detail: r.detail,
             occurred_at: r.occurred_at,
             at: r.occurred_at,
             recorded_at: Some(r.recorded_at),
@@ -142,6 +145,7 @@ pub async fn timeline(pool: &PgPool, order_id: Uuid) -> sqlx::Result<Vec<Timelin
                 event_id: r.event_id,
                 event_type: r.event_type,
                 causation_id: Some(r.causation_id).filter(|c| !c.is_empty()),
+                detail: String::new(),
                 occurred_at: r.created_at,
                 at: r.created_at,
                 recorded_at: None,
