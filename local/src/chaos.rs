@@ -4,16 +4,14 @@
 //! runner mid-batch (then starts it again), waits for every order to settle and checks the
 //! invariants. Everything runs in a fresh database and a fresh name prefix.
 
+use crate::child::{post_retrying, shell, spawn_runner, wait_healthy};
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt as _;
-use tokio::process::{Child, Command};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ChaosArgs {
@@ -55,118 +53,6 @@ const REDIS_START: &[&str] = &[
     "/var/log/redis/ci.log",
 ];
 
-struct Runner {
-    child: Child,
-    faults: Arc<Mutex<BTreeMap<String, usize>>>,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn spawn_runner(
-    env: &[(String, String)],
-    faults: Arc<Mutex<BTreeMap<String, usize>>>,
-) -> anyhow::Result<Runner> {
-    let exe = std::env::current_exe().context("locating the orderflow binary")?;
-    let mut child = Command::new(exe)
-        .arg("up")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the runner")?;
-    // The runner logs (JSON) to standard output, as a Lambda function does.
-    if let Some(stderr) = child.stdout.take() {
-        let faults = faults.clone();
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                // JSON logs: count the runner's own report of each injected fault.
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "fault injected"
-                    && let Ok(mut map) = faults.lock()
-                {
-                    *map.entry(format!(
-                        "{} (in {})",
-                        v["fault"].as_str().unwrap_or("?"),
-                        v["function"].as_str().unwrap_or("?")
-                    ))
-                    .or_default() += 1;
-                }
-            }
-        });
-    }
-    Ok(Runner { child, faults })
-}
-
-async fn wait_healthy(http: &reqwest::Client, base: &str, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the runner did not become healthy within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn shell(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("running {program}"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// POSTs with retries: connection errors and 5xx are what the faults cause; the same
-/// Idempotency-Key makes every retry safe.
-async fn post_retrying(
-    http: &reqwest::Client,
-    url: &str,
-    bearer: Option<&str>,
-    key: Option<&str>,
-    body: &Value,
-) -> anyhow::Result<(u16, Value)> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let mut req = http.post(url).json(body);
-        if let Some(b) = bearer {
-            req = req.bearer_auth(b);
-        }
-        if let Some(k) = key {
-            req = req.header("idempotency-key", k);
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_server_error() => {}
-            Ok(r) => {
-                let status = r.status().as_u16();
-                return Ok((status, r.json().await.unwrap_or(Value::Null)));
-            }
-            Err(_) => {}
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{url} kept failing for 120 s");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
-    }
-}
-
 /// (orders, of which pending, messages and outbox rows still waiting).
 async fn settle_state(
     ctx: &shared::context::Context,
@@ -188,25 +74,22 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     let started = Instant::now();
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let mut db_url = url::Url::parse(&base_cfg.database_url)?;
-    db_url.set_path(&format!("/of_chaos_{run_id}"));
-    let mut cfg = base_cfg.clone();
-    cfg.database_url = db_url.to_string();
-    cfg.prefix = format!("chaos{run_id}.");
-    cfg.faults = shared::faults::Faults::none();
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let env: Vec<(String, String)> = vec![
-        ("DATABASE_URL".into(), cfg.database_url.clone()),
-        ("REDIS_URL".into(), cfg.redis_url.clone()),
-        ("AMQP_URL".into(), cfg.amqp_url.clone()),
-        ("ORDERFLOW_PREFIX".into(), cfg.prefix.clone()),
-        ("ORDERFLOW_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
-        ("ORDERFLOW_FAULTS".into(), args.faults.clone()),
-        ("ORDERFLOW_SCHEDULE_EVERY_SECS".into(), "1".into()),
-        ("ORDERFLOW_LOG_FORMAT".into(), "json".into()),
-        ("RUST_LOG".into(), "warn".into()),
-    ];
+    let faults = args.faults.clone();
+    let iso = crate::child::isolate(
+        &base_cfg,
+        "chaos",
+        &run_id,
+        &[
+            ("ORDERFLOW_FAULTS", &faults),
+            ("ORDERFLOW_SCHEDULE_EVERY_SECS", "1"),
+        ],
+    )?;
+    let (cfg, db_url, env, base) = (
+        iso.cfg.clone(),
+        iso.db_url.clone(),
+        iso.env.clone(),
+        iso.base.clone(),
+    );
     println!(
         "chaos run {run_id}: {} orders at {}/s, runner faults {:?}, database {}",
         args.orders,
@@ -468,11 +351,7 @@ pub async fn run(
     }
     let ok = checks.iter().all(crate::verify::Check::ok) && orders.len() == order_ids.len();
 
-    // Stop the runner gracefully (SIGINT, as Ctrl-C).
-    if let Some(pid) = runner.child.id() {
-        let _ = shell("kill", &["-INT", &pid.to_string()]).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), runner.child.wait()).await;
+    crate::child::stop(&mut runner).await;
 
     println!();
     println!("== chaos run {run_id} ==");
@@ -513,16 +392,8 @@ pub async fn run(
     );
 
     if !args.keep && ok {
-        crate::stack::delete_topology(&cfg, &specs).await?;
         ctx.pool.close().await;
-        let mut admin = db_url.clone();
-        admin.set_path("/postgres");
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin.as_str()).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS of_chaos_{run_id} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await?;
+        crate::child::cleanup(&iso, &specs).await?;
     } else if !ok {
         println!(
             "kept database {} and prefix {} for inspection",

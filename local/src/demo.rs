@@ -294,6 +294,15 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
 
 /// Waits until no queue has ready messages and every outbox is drained, twice in a row.
 pub async fn wait_quiet(stack: &Stack, queues: &[String], limit: Duration) -> anyhow::Result<()> {
+    wait_quiet_ctx(&stack.ctx, queues, limit).await
+}
+
+/// Same, for any context (a runner in another process included).
+pub async fn wait_quiet_ctx(
+    ctx: &shared::context::Context,
+    queues: &[String],
+    limit: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     let mut quiet_rounds = 0;
     while quiet_rounds < 2 {
@@ -301,9 +310,9 @@ pub async fn wait_quiet(stack: &Stack, queues: &[String], limit: Duration) -> an
             Instant::now() < deadline,
             "the system did not go quiet within {limit:?}"
         );
-        let mut busy = crate::verify::backlog(&stack.ctx, queues).await?;
+        let mut busy = crate::verify::backlog(ctx, queues).await?;
         for schema in crate::registry::OUTBOX_SCHEMAS {
-            busy += shared::db::outbox_backlog(&stack.ctx.pool, schema).await?.0 as usize;
+            busy += shared::db::outbox_backlog(&ctx.pool, schema).await?.0 as usize;
         }
         quiet_rounds = if busy == 0 { quiet_rounds + 1 } else { 0 };
         tokio::time::sleep(Duration::from_millis(100)).await;

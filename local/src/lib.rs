@@ -2,8 +2,11 @@
 //! behind an AWS-faithful RabbitMQ bridge, an API Gateway-like HTTP front door and the
 //! schedules, and carries the operator commands (seed, demo, verify, timeline, ...).
 
+pub mod baseline;
+pub mod bench;
 pub mod bridge;
 pub mod chaos;
+pub mod child;
 pub mod demo;
 pub mod dlq;
 pub mod front;

@@ -55,6 +55,8 @@ enum Command {
     /// The fault-injection suite: places orders against a runner it starts as a child
     /// process while injecting faults, then verifies the invariants.
     Chaos(local::chaos::ChaosArgs),
+    /// Load test of the whole order flow (or, with --baseline, of the bare infrastructure).
+    Bench(local::bench::BenchArgs),
     /// One order across every service: each event in causal order, which functions
     /// consumed it (attempts, latency), what is parked or still pending.
     Timeline {
@@ -296,6 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(t.status.is_some())
         }
         Command::Chaos(args) => local::chaos::run(cfg, &queues, args).await,
+        Command::Bench(args) => local::bench::run(cfg, &queues, args).await,
         Command::Topology(args) => local::topology::run(cfg, &specs, args).await,
         Command::Migrate => {
             local::registry::migrate_all(&cfg.database_url).await?;

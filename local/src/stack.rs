@@ -79,7 +79,7 @@ pub async fn prepare(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()>
 
 /// A first run should not need a manual `createdb`: create the database named by the URL
 /// when the server answers that it does not exist.
-async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
+pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
     use sqlx::Connection as _;
     let err = match sqlx::PgConnection::connect(database_url).await {
         Ok(conn) => {

@@ -356,3 +356,43 @@ pub async fn outbox_backlog(pool: &PgPool, schema: &str) -> sqlx::Result<(i64, f
     .await?;
     Ok((row.get(0), row.get(1)))
 }
+
+/// Per consumer of this schema's inbox: how many events it handled and how long after they
+/// occurred (queue wait plus handling), in milliseconds: p50, p95, p99, max.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageLatency {
+    pub consumer: String,
+    pub count: i64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+pub async fn stage_latencies(pool: &PgPool, schema: &str) -> sqlx::Result<Vec<StageLatency>> {
+    let rows: Vec<(String, i64, f64, f64, f64, f64)> = sqlx::query_as(AssertSqlSafe(format!(
+        "WITH l AS (SELECT consumer, EXTRACT(EPOCH FROM processed_at - occurred_at) * 1000 AS ms
+                    FROM {schema}.inbox WHERE occurred_at IS NOT NULL)
+         SELECT consumer, count(*),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::float8,
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY ms)::float8,
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::float8,
+                max(ms)::float8
+         FROM l GROUP BY consumer ORDER BY consumer"
+    )))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(consumer, count, p50_ms, p95_ms, p99_ms, max_ms)| StageLatency {
+                consumer,
+                count,
+                p50_ms,
+                p95_ms,
+                p99_ms,
+                max_ms,
+            },
+        )
+        .collect())
+}

@@ -77,12 +77,24 @@ pub async fn latency_summary(pool: &PgPool) -> anyhow::Result<LatencySummary> {
     )
     .fetch_one(pool)
     .await?;
-    Ok(LatencySummary { completed, pending, span_secs, p50_ms, p95_ms, p99_ms, max_ms })
+    Ok(LatencySummary {
+        completed,
+        pending,
+        span_secs,
+        p50_ms,
+        p95_ms,
+        p99_ms,
+        max_ms,
+    })
 }
 
 /// How many orders have reached a final state (cheap; polled while a bench drains).
 pub async fn final_count(pool: &PgPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE finalized_at IS NOT NULL").fetch_one(pool).await?)
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM orders.orders WHERE finalized_at IS NOT NULL")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// How many products the order service can price.
