@@ -368,7 +368,7 @@ pub fn render(t: &Timeline) -> String {
             e.event_id,
         ));
         if e.consumers.is_empty() {
-            out.push_str("   (no consumer bound)\n");
+            out.push_str("   (no function consumes it; recorded by the timeline only)\n");
         }
         for c in &e.consumers {
             let detail = match (c.outcome, &c.dead_letter) {
