@@ -1,8 +1,9 @@
 //! The batch runner: what every queue-triggered function does with an `aws:rmq` batch.
 //!
-//! Per message: decode; in one transaction record it in the inbox (skipping what this
-//! consumer already did), apply it, and write its outgoing events to the outbox; after the
-//! commits, publish the batch's events with publisher confirms. A message that can never
+//! Per message: decode; record it in the inbox (skipping what this consumer already did),
+//! apply it, and write its outgoing events to the outbox, all or nothing (a savepoint per
+//! message inside one transaction per chunk of the batch); after the commits, publish the
+//! batch's events with publisher confirms. A message that can never
 //! succeed is parked on the dead-letter exchange with its reason (confirmed) and counts as
 //! done. A transient failure fails the invocation, so the whole batch is delivered again;
 //! what was committed before it is then skipped by the inbox and its unpublished events are
@@ -123,11 +124,13 @@ impl<H: MessageHandler> BatchRunner<H> {
         let mut outgoing: Vec<Envelope> = Vec::new();
         let mut parks: Vec<OutMessage> = Vec::new();
         let mut effects: Vec<H::Effect> = Vec::new();
+        let mut duplicates: Vec<Envelope> = Vec::new();
         let mut failure: Option<anyhow::Error> = None;
 
+        let mut decoded: Vec<(&str, &RmqMessage, Envelope)> = Vec::with_capacity(event.len());
         for (queue, msg) in event.messages() {
-            let env = match decode(msg) {
-                Ok(env) => env,
+            match decode(msg) {
+                Ok(env) => decoded.push((queue, msg, env)),
                 Err(reason) => {
                     tracing::warn!(queue, message_id = ?msg.basic_properties.message_id, %reason, "parking undecodable message");
                     parks.push(self.park(queue, msg, None, &reason));
@@ -135,68 +138,126 @@ impl<H: MessageHandler> BatchRunner<H> {
                         message_id: msg.basic_properties.message_id.clone(),
                         reason,
                     });
-                    continue;
+                }
+            }
+        }
+
+        // One transaction per chunk of messages, a savepoint per message: each message
+        // still applies all or nothing, but a batch costs a few commits instead of one per
+        // message. Chunks stay under the 64 subtransactions Postgres caches per backend.
+        'chunks: for chunk in decoded.chunks(CHUNK) {
+            let mut tx = match self.pool.begin().await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    failure = Some(anyhow::Error::new(e).context("postgres"));
+                    break;
                 }
             };
-            let span = tracing::info_span!(
-                "message",
-                function = self.handler.name(),
-                event_id = %env.event_id,
-                event_type = %env.event_type,
-                order_id = %env.correlation_id,
-                traceparent = %env.traceparent,
-            );
-            let started = std::time::Instant::now();
-            let result = self
-                .apply_one(&env, delivery_attempt(msg))
-                .instrument(span.clone())
-                .await;
-            self.record(&env, &result, started.elapsed());
-            match result {
-                Ok(Step::Done(applied)) => {
-                    report.processed += 1;
-                    if self.faults.fires(Fault::Crash, self.handler.name()) {
-                        // As if the process died right after this commit: nothing of the
-                        // batch is published or acknowledged; the redelivery (or the relay)
-                        // must send what the outbox holds.
-                        return Err(BatchError {
-                            committed: report.processed,
-                            source: Injected(Fault::Crash).into(),
+            let mut pending: Vec<Applied<H::Effect>> = Vec::new();
+            let mut stop = false;
+            for (queue, msg, env) in chunk {
+                let span = tracing::info_span!(
+                    "message",
+                    function = self.handler.name(),
+                    event_id = %env.event_id,
+                    event_type = %env.event_type,
+                    order_id = %env.correlation_id,
+                    traceparent = %env.traceparent,
+                );
+                let started = std::time::Instant::now();
+                let result = self
+                    .apply_in(&mut tx, env, delivery_attempt(msg))
+                    .instrument(span.clone())
+                    .await;
+                self.record(env, &result, started.elapsed());
+                match result {
+                    Ok(Step::Done(applied)) => pending.push(applied),
+                    Ok(Step::Duplicate) => {
+                        span.in_scope(|| tracing::info!("duplicate delivery skipped"));
+                        report.duplicates += 1;
+                        duplicates.push(env.clone());
+                    }
+                    Err(HandleError::Permanent(reason)) => {
+                        span.in_scope(|| tracing::warn!(%reason, "parking invalid message"));
+                        parks.push(self.park(queue, msg, Some(env), &reason));
+                        report.parked.push(ParkedReport {
+                            message_id: Some(env.event_id.clone()),
+                            reason,
                         });
                     }
-                    outgoing.extend(applied.events);
-                    effects.extend(applied.effects);
+                    Err(HandleError::Transient(e)) => {
+                        span.in_scope(|| {
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                "transient failure, batch will be retried"
+                            )
+                        });
+                        failure = Some(e);
+                        stop = true;
+                        break;
+                    }
                 }
-                Ok(Step::Duplicate(leftovers)) => {
-                    span.in_scope(|| {
-                        tracing::info!(resent = leftovers.len(), "duplicate delivery skipped")
-                    });
-                    report.duplicates += 1;
-                    // A duplicate in the same batch as its original finds the original's
-                    // events still unpublished: send each event once.
+            }
+            // Commit what applied, even when a later message failed: the retry skips it.
+            match tx.commit().await {
+                Ok(()) => {
+                    report.processed += pending.len();
+                    for applied in pending {
+                        outgoing.extend(applied.events);
+                        effects.extend(applied.effects);
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(anyhow::Error::new(e).context("committing the batch"));
+                    break 'chunks;
+                }
+            }
+            if report.processed > 0 && self.faults.fires(Fault::Crash, self.handler.name()) {
+                // As if the process died right after this commit: nothing of the batch is
+                // published or acknowledged; the redelivery (or the relay) must send what
+                // the outbox holds.
+                return Err(BatchError {
+                    committed: report.processed,
+                    source: Injected(Fault::Crash).into(),
+                });
+            }
+            if stop {
+                break;
+            }
+        }
+
+        // Redelivered events: re-send what their first handling left unpublished (once) and
+        // redo their after-commit work.
+        for env in &duplicates {
+            let schema = self.handler.schema();
+            // Only for the timeline's delivery count: never worth failing the batch over.
+            if let Err(e) = crate::db::inbox_note_duplicate(
+                &self.pool,
+                schema,
+                self.handler.name(),
+                env.event_uuid(),
+            )
+            .await
+            {
+                tracing::debug!(error = %e, "could not count the duplicate delivery");
+            }
+            match crate::db::outbox_unpublished_caused_by(&self.pool, schema, &env.event_id).await {
+                Ok(leftovers) => {
                     for e in leftovers {
                         if !outgoing.iter().any(|o| o.event_id == e.event_id) {
                             outgoing.push(e);
                         }
                     }
                 }
-                Err(HandleError::Permanent(reason)) => {
-                    span.in_scope(|| tracing::warn!(%reason, "parking invalid message"));
-                    parks.push(self.park(queue, msg, Some(&env), &reason));
-                    report.parked.push(ParkedReport {
-                        message_id: Some(env.event_id.clone()),
-                        reason,
-                    });
+                Err(e) => {
+                    failure
+                        .get_or_insert(anyhow::Error::new(e).context("reading unpublished events"));
                 }
-                Err(HandleError::Transient(e)) => {
-                    span.in_scope(|| {
-                        tracing::error!(
-                            error = format!("{e:#}"),
-                            "transient failure, batch will be retried"
-                        )
-                    });
-                    failure = Some(e);
-                    break;
+            }
+            match self.handler.redelivered_effects(&self.pool, env).await {
+                Ok(redo) => effects.extend(redo),
+                Err(e) => {
+                    tracing::warn!(event_id = %env.event_id, error = %e, "could not redo after-commit work of a duplicate")
                 }
             }
         }
@@ -251,41 +312,41 @@ impl<H: MessageHandler> BatchRunner<H> {
         }
     }
 
-    async fn apply_one(
+    /// One message inside the chunk's transaction, behind a savepoint: its inbox row, its
+    /// effect and its outbox rows are kept or undone together.
+    async fn apply_in(
         &self,
+        tx: &mut PgConnection,
         env: &Envelope,
         attempts: i64,
     ) -> Result<Step<H::Effect>, HandleError> {
         let schema = self.handler.schema();
-        let mut tx = self.pool.begin().await?;
-        if !crate::db::inbox_record(&mut tx, schema, self.handler.name(), env, attempts).await? {
-            tx.rollback().await?;
-            // Only for the timeline's delivery count: never worth failing the batch over.
-            if let Err(e) = crate::db::inbox_note_duplicate(
-                &self.pool,
-                schema,
-                self.handler.name(),
-                env.event_uuid(),
-            )
-            .await
+        sqlx::raw_sql("SAVEPOINT message").execute(&mut *tx).await?;
+        let result = async {
+            if !crate::db::inbox_record(&mut *tx, schema, self.handler.name(), env, attempts)
+                .await?
             {
-                tracing::debug!(error = %e, "could not count the duplicate delivery");
+                return Ok(Step::Duplicate);
             }
-            let leftovers =
-                crate::db::outbox_unpublished_caused_by(&self.pool, schema, &env.event_id).await?;
-            return Ok(Step::Duplicate(leftovers));
+            // Injected after the inbox check, so retries make progress past what committed.
+            if self.faults.fires(Fault::Slow, self.handler.name()) {
+                tokio::time::sleep(self.faults.slow_for()).await;
+            }
+            if self.faults.fires(Fault::Error, self.handler.name()) {
+                return Err(HandleError::Transient(Injected(Fault::Error).into()));
+            }
+            let applied = self.handler.apply(&mut *tx, env).await?;
+            crate::db::outbox_insert(&mut *tx, schema, &applied.events).await?;
+            Ok(Step::Done(applied))
         }
-        // Injected after the inbox check, so retries make progress past what committed.
-        if self.faults.fires(Fault::Slow, self.handler.name()) {
-            tokio::time::sleep(self.faults.slow_for()).await;
-        }
-        if self.faults.fires(Fault::Error, self.handler.name()) {
-            return Err(HandleError::Transient(Injected(Fault::Error).into()));
-        }
-        let applied = self.handler.apply(&mut tx, env).await?;
-        crate::db::outbox_insert(&mut tx, schema, &applied.events).await?;
-        tx.commit().await?;
-        Ok(Step::Done(applied))
+        .await;
+        let end = if result.is_ok() {
+            "RELEASE SAVEPOINT message"
+        } else {
+            "ROLLBACK TO SAVEPOINT message"
+        };
+        sqlx::raw_sql(end).execute(&mut *tx).await?;
+        result
     }
 
     async fn publish_events(&self, events: &[Envelope]) -> anyhow::Result<()> {
@@ -376,8 +437,12 @@ impl<H: MessageHandler> BatchRunner<H> {
 
 enum Step<E> {
     Done(Applied<E>),
-    Duplicate(Vec<Envelope>),
+    Duplicate,
 }
+
+/// Messages per transaction: under the 64 subtransactions a Postgres backend caches (past
+/// that, every snapshot in the cluster pays for subtransaction lookups).
+const CHUNK: usize = 32;
 
 /// Which delivery of the message this is (1 = first): quorum queues count earlier
 /// deliveries in `x-delivery-count`.
