@@ -271,6 +271,12 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         pct(0.95),
         pct(1.0)
     );
+    if let Some((id, _)) = finals
+        .iter()
+        .find(|(_, f)| f.reason.as_deref() == Some("payment_declined"))
+    {
+        println!("follow a declined order across the services: orderflow timeline {id}");
+    }
     if !wrong.is_empty() {
         println!(
             "{} orders ended differently from what their inputs imply:",
