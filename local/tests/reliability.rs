@@ -132,7 +132,7 @@ async fn dead_letters_are_listed_shown_replayed_safely_and_discarded_with_an_aud
     let view = local::dlq::payload_view(&bad);
     assert_eq!(view["undecodable"], true);
     assert_eq!(view["hex"], "deadbeef");
-    let decoded = local::dlq::payload_view(&by_type[0]);
+    let decoded = local::dlq::payload_view(by_type[0]);
     assert_eq!(decoded["decoded"]["eventType"], "order.created");
     assert!(
         console
