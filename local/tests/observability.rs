@@ -692,3 +692,74 @@ async fn all_events_of_one_order_share_its_trace_id_across_services() {
     assert_eq!(traces.len(), 2, "each order its own trace");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_parked_event_shows_in_the_timeline_with_its_reason_and_in_the_dead_letter_gauge() {
+    use shared::contracts::{Payload, PaymentProcessed};
+    let _one = ONE_STACK.lock().await;
+    let app = common::start().await;
+    app.seed(&[(ITEM, 1999, 10)]).await;
+    let (id, _, _) = place_and_settle(&app, "tok_visa").await;
+    // A payment result with no status: the saga can never apply it and parks it.
+    let bad = shared::Envelope::new(
+        Payload::PaymentProcessed(PaymentProcessed {
+            order_id: id.clone(),
+            status: 0,
+            ..Default::default()
+        }),
+        None,
+    );
+    let ctx = &app.stack.ctx;
+    ctx.publisher
+        .publish(&[shared::publisher::OutMessage::event(
+            &ctx.names,
+            &bad,
+            shared::Encoding::Json,
+        )])
+        .await
+        .unwrap();
+    app.quiet().await;
+    let m = scrape_until(&app, |m| {
+        m.value("orderflow_dead_letter_messages", &[("queue", "order-saga")]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        m.value("orderflow_dead_letter_messages", &[("queue", "order-saga")]),
+        Some(1.0)
+    );
+    assert!(
+        m.value(
+            "orderflow_messages_total",
+            &[("function", "order-saga"), ("outcome", "parked")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+
+    let specs = local::template::parse(local::template::EMBEDDED).unwrap();
+    let t = local::timeline::build(ctx, &specs, &id).await.unwrap();
+    let e = t
+        .events
+        .iter()
+        .find(|e| e.event_id == bad.event_id)
+        .expect("the parked event is in the timeline");
+    assert_eq!(e.detail, "unspecified status");
+    assert_eq!(e.published_by, None, "no service's outbox holds it");
+    let saga = &e.consumers[0];
+    assert_eq!(
+        (saga.function.as_str(), saga.outcome),
+        ("order-saga", "parked")
+    );
+    let letter = saga.dead_letter.as_ref().unwrap();
+    assert!(
+        letter.reason.contains("invalid status"),
+        "{}",
+        letter.reason
+    );
+    assert!(letter.queue.ends_with("order-saga.dlq"), "{}", letter.queue);
+    assert!(
+        local::timeline::render(&t).contains(&format!("dead letter {}", letter.id)),
+        "the operator gets the id `orderflow dlq replay` takes"
+    );
+    app.stop().await;
+}
