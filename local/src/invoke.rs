@@ -5,6 +5,9 @@ use serde_json::Value;
 use shared::Function;
 use std::sync::Arc;
 
+/// Longest wait for a remote invocation's answer (the template's functions time out at 30 s).
+pub const REMOTE_INVOKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
 #[derive(Clone)]
 pub enum Target {
     InProcess(Arc<dyn Function>),
@@ -16,8 +19,15 @@ pub enum Target {
 
 impl Target {
     pub fn remote(base: &str, function: &str) -> Self {
+        // An invocation that never answers (an emulator restarting the function under it)
+        // must not stall its trigger forever: the batch goes back and is retried instead.
+        // Generous, because `cargo lambda watch` may compile a function on its first call.
+        let client = reqwest::Client::builder()
+            .timeout(REMOTE_INVOKE_TIMEOUT)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
         Target::Remote {
-            client: reqwest::Client::new(),
+            client,
             url: format!(
                 "{}/2015-03-31/functions/{function}/invocations",
                 base.trim_end_matches('/')
