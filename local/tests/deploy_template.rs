@@ -74,6 +74,15 @@ fn every_queue_trigger_sets_its_batch_size_and_window_and_reads_the_stacks_broke
             let auth = &p["SourceAccessConfigurations"][0];
             assert_eq!(auth["Type"].as_str(), Some("BASIC_AUTH"), "{id}");
             assert_eq!(tag(&auth["URI"]).as_deref(), Some("!If"), "{id}: URI");
+            // Creating the trigger fails unless the role may describe the VPC and make ENIs.
+            let mut policies = Vec::new();
+            strings(&f["Properties"]["Policies"], &mut policies);
+            assert!(
+                policies
+                    .iter()
+                    .any(|p| p.ends_with("service-role/AWSLambdaMQExecutionRole")),
+                "{id}: AWSLambdaMQExecutionRole"
+            );
         }
     }
     assert_eq!(queues, local::template_queues(&parse()).len());
