@@ -95,17 +95,26 @@ async fn stage_worker(
             .execute(&mut *tx)
             .await?;
         let forward: Vec<uuid::Uuid> = if stage == "saga" {
-            // The second result of an order completes it.
-            sqlx::query_scalar::<_, Option<uuid::Uuid>>(
-                "INSERT INTO baseline.saga (order_id, n) SELECT id, 1 FROM unnest($1::uuid[]) AS id
-                 ON CONFLICT (order_id) DO UPDATE SET n = baseline.saga.n + 1 RETURNING CASE WHEN n = 2 THEN order_id END",
+            // The second result of an order completes it (both may sit in one batch).
+            let mut counts: std::collections::HashMap<uuid::Uuid, i32> =
+                std::collections::HashMap::new();
+            for id in &ids {
+                *counts.entry(*id).or_default() += 1;
+            }
+            let (keys, incs): (Vec<uuid::Uuid>, Vec<i32>) =
+                counts.iter().map(|(k, v)| (*k, *v)).unzip();
+            let rows: Vec<(uuid::Uuid, i32)> = sqlx::query_as(
+                "INSERT INTO baseline.saga (order_id, n) SELECT * FROM unnest($1::uuid[], $2::int[])
+                 ON CONFLICT (order_id) DO UPDATE SET n = baseline.saga.n + excluded.n RETURNING order_id, n",
             )
-            .bind(&ids)
+            .bind(&keys)
+            .bind(&incs)
             .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect()
+            .await?;
+            rows.into_iter()
+                .filter(|(id, n)| *n >= 2 && n - counts[id] < 2)
+                .map(|(id, _)| id)
+                .collect()
         } else {
             ids.clone()
         };
