@@ -135,8 +135,10 @@ async fn invoke_batch(
     shared::metrics::invocation(fname, answer.as_ref().ok(), started.elapsed());
     match answer {
         Ok(_) => {
-            for d in &batch {
-                d.ack(BasicAckOptions::default()).await?;
+            // One frame settles the batch: a batch is a contiguous run of this channel's
+            // deliveries, so acknowledging its last tag with `multiple` covers all of them.
+            if let Some(last) = batch.last() {
+                last.ack(BasicAckOptions { multiple: true }).await?;
             }
             backoff.reset();
         }
@@ -146,10 +148,10 @@ async fn invoke_batch(
             // Hold the batch while backing off, as one Lambda trigger would, then return it
             // whole; the quorum queue counts the delivery and dead-letters past its limit.
             tokio::time::sleep(delay).await;
-            for d in &batch {
-                d.nack(BasicNackOptions {
+            if let Some(last) = batch.last() {
+                last.nack(BasicNackOptions {
                     requeue: true,
-                    ..Default::default()
+                    multiple: true,
                 })
                 .await?;
             }

@@ -122,6 +122,63 @@ pub async fn inbox_record(
     Ok(done.rows_affected() == 1)
 }
 
+/// `inbox_record` for many events in one statement: the ids of those `consumer` had not
+/// handled yet (one round trip for a whole chunk of a batch).
+pub async fn inbox_record_many(
+    conn: &mut PgConnection,
+    schema: &str,
+    consumer: &str,
+    events: &[(&Envelope, i64)],
+) -> sqlx::Result<std::collections::HashSet<uuid::Uuid>> {
+    let ids: Vec<uuid::Uuid> = events.iter().map(|(e, _)| e.event_uuid()).collect();
+    let types: Vec<&str> = events.iter().map(|(e, _)| e.event_type.as_str()).collect();
+    let orders: Vec<&str> = events
+        .iter()
+        .map(|(e, _)| e.correlation_id.as_str())
+        .collect();
+    let attempts: Vec<i32> = events
+        .iter()
+        .map(|(_, a)| i32::try_from(*a).unwrap_or(i32::MAX))
+        .collect();
+    let occurred: Vec<f64> = events
+        .iter()
+        .map(|(e, _)| e.occurred_at_ms as f64)
+        .collect();
+    let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "INSERT INTO {schema}.inbox (consumer, event_id, event_type, order_id, attempts, occurred_at)
+         SELECT $1, id, t, o, a, to_timestamp(ms / 1000)
+         FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::int[], $6::float8[]) AS u(id, t, o, a, ms)
+         ON CONFLICT DO NOTHING RETURNING event_id"
+    )))
+    .bind(consumer)
+    .bind(ids)
+    .bind(types)
+    .bind(orders)
+    .bind(attempts)
+    .bind(occurred)
+    .fetch_all(conn)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}
+
+/// Takes back an inbox record whose message was not applied after all (it failed, or is
+/// being parked), so a redelivery or a replay handles it again.
+pub async fn inbox_forget(
+    conn: &mut PgConnection,
+    schema: &str,
+    consumer: &str,
+    event_id: uuid::Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {schema}.inbox WHERE consumer = $1 AND event_id = $2"
+    )))
+    .bind(consumer)
+    .bind(event_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Counts one more delivery of an event `consumer` already handled (outside any
 /// transaction: the duplicate's own transaction was rolled back).
 pub async fn inbox_note_duplicate(

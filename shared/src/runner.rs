@@ -155,6 +155,26 @@ impl<H: MessageHandler> BatchRunner<H> {
             };
             let mut pending: Vec<Applied<H::Effect>> = Vec::new();
             let mut stop = false;
+            // Inbox for the whole chunk in one statement; a message seen twice in one chunk
+            // is applied once.
+            let keyed: Vec<(&Envelope, i64)> = chunk
+                .iter()
+                .map(|(_, msg, env)| (env, delivery_attempt(msg)))
+                .collect();
+            let mut fresh = match crate::db::inbox_record_many(
+                &mut tx,
+                self.handler.schema(),
+                self.handler.name(),
+                &keyed,
+            )
+            .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    failure = Some(anyhow::Error::new(e).context("postgres"));
+                    break;
+                }
+            };
             for (queue, msg, env) in chunk {
                 let span = tracing::info_span!(
                     "message",
@@ -165,10 +185,11 @@ impl<H: MessageHandler> BatchRunner<H> {
                     traceparent = %env.traceparent,
                 );
                 let started = std::time::Instant::now();
-                let result = self
-                    .apply_in(&mut tx, env, delivery_attempt(msg))
-                    .instrument(span.clone())
-                    .await;
+                let result = if fresh.remove(&env.event_uuid()) {
+                    self.apply_in(&mut tx, env).instrument(span.clone()).await
+                } else {
+                    Ok(Step::Duplicate)
+                };
                 self.record(env, &result, started.elapsed());
                 match result {
                     Ok(Step::Done(applied)) => pending.push(applied),
@@ -197,6 +218,35 @@ impl<H: MessageHandler> BatchRunner<H> {
                         break;
                     }
                 }
+            }
+            // Inbox rows of messages after a transient failure were never applied.
+            if stop {
+                for env in chunk
+                    .iter()
+                    .map(|(_, _, e)| e)
+                    .filter(|e| fresh.contains(&e.event_uuid()))
+                {
+                    if let Err(e) = crate::db::inbox_forget(
+                        &mut tx,
+                        self.handler.schema(),
+                        self.handler.name(),
+                        env.event_uuid(),
+                    )
+                    .await
+                    {
+                        failure = Some(anyhow::Error::new(e).context("postgres"));
+                        break 'chunks;
+                    }
+                }
+            }
+            let events: Vec<Envelope> = pending
+                .iter()
+                .flat_map(|a| a.events.iter().cloned())
+                .collect();
+            if let Err(e) = crate::db::outbox_insert(&mut tx, self.handler.schema(), &events).await
+            {
+                failure.get_or_insert(anyhow::Error::new(e).context("writing the outbox"));
+                break;
             }
             // Commit what applied, even when a later message failed: the retry skips it.
             match tx.commit().await {
@@ -312,22 +362,16 @@ impl<H: MessageHandler> BatchRunner<H> {
         }
     }
 
-    /// One message inside the chunk's transaction, behind a savepoint: its inbox row, its
-    /// effect and its outbox rows are kept or undone together.
+    /// One fresh message inside the chunk's transaction, behind a savepoint: on failure its
+    /// effect and its inbox record are undone together. Savepoints are not released: the
+    /// next one nests, which saves a round trip per message (the chunk bounds the depth).
     async fn apply_in(
         &self,
         tx: &mut PgConnection,
         env: &Envelope,
-        attempts: i64,
     ) -> Result<Step<H::Effect>, HandleError> {
-        let schema = self.handler.schema();
         sqlx::raw_sql("SAVEPOINT message").execute(&mut *tx).await?;
         let result = async {
-            if !crate::db::inbox_record(&mut *tx, schema, self.handler.name(), env, attempts)
-                .await?
-            {
-                return Ok(Step::Duplicate);
-            }
             // Injected after the inbox check, so retries make progress past what committed.
             if self.faults.fires(Fault::Slow, self.handler.name()) {
                 tokio::time::sleep(self.faults.slow_for()).await;
@@ -335,18 +379,25 @@ impl<H: MessageHandler> BatchRunner<H> {
             if self.faults.fires(Fault::Error, self.handler.name()) {
                 return Err(HandleError::Transient(Injected(Fault::Error).into()));
             }
-            let applied = self.handler.apply(&mut *tx, env).await?;
-            crate::db::outbox_insert(&mut *tx, schema, &applied.events).await?;
-            Ok(Step::Done(applied))
+            self.handler.apply(&mut *tx, env).await
         }
         .await;
-        let end = if result.is_ok() {
-            "RELEASE SAVEPOINT message"
-        } else {
-            "ROLLBACK TO SAVEPOINT message"
-        };
-        sqlx::raw_sql(end).execute(&mut *tx).await?;
-        result
+        match result {
+            Ok(applied) => Ok(Step::Done(applied)),
+            Err(e) => {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT message")
+                    .execute(&mut *tx)
+                    .await?;
+                crate::db::inbox_forget(
+                    &mut *tx,
+                    self.handler.schema(),
+                    self.handler.name(),
+                    env.event_uuid(),
+                )
+                .await?;
+                Err(e)
+            }
+        }
     }
 
     async fn publish_events(&self, events: &[Envelope]) -> anyhow::Result<()> {
