@@ -199,7 +199,9 @@ pub async fn run(
     }
 
     let pid = std::process::id();
-    let cpu_before = sample_proc(pid).map(|s| s.cpu_secs).unwrap_or(0.0);
+    let before = sample_proc(pid);
+    let cpu_before = before.as_ref().map(|s| s.cpu_secs).unwrap_or(0.0);
+    let rss_at_start = before.as_ref().map(|s| s.rss_bytes).unwrap_or(0);
     let t0 = Instant::now();
     let placed = bar(args.orders as u64, "placed");
     let next = Arc::new(AtomicUsize::new(0));
@@ -292,6 +294,8 @@ pub async fn run(
         runner_cpu_seconds: cpu,
         runner_cpu_percent: cpu / span * 100.0,
         peak_rss_bytes: end.as_ref().map(|s| s.hwm_bytes).unwrap_or(0),
+        rss_at_start_bytes: rss_at_start,
+        peak_rss_during_run_bytes: end.as_ref().map(|s| s.hwm_bytes).unwrap_or(0),
         rss_at_backlog_peak_bytes: rss_at_backlog_peak,
         rss_at_end_bytes: end.as_ref().map(|s| s.rss_bytes).unwrap_or(0),
         violations: usize::from(completed as usize != args.orders),

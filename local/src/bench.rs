@@ -63,8 +63,13 @@ pub struct Report {
     pub runner_cpu_seconds: f64,
     /// CPU time over wall time: 200 is both cores busy.
     pub runner_cpu_percent: f64,
+    /// The runner's high-water mark, set-up (user sign-ups and logins, whose argon2 hashing
+    /// is memory-hard by design) included.
     pub peak_rss_bytes: u64,
-    /// Resident memory when placing ended (the backlog at its largest) and at the end.
+    /// Resident memory when placing started (after set-up), its peak while orders flowed,
+    /// when placing ended (the backlog at its largest) and at the end.
+    pub rss_at_start_bytes: u64,
+    pub peak_rss_during_run_bytes: u64,
     pub rss_at_backlog_peak_bytes: u64,
     pub rss_at_end_bytes: u64,
     pub violations: usize,
@@ -145,11 +150,14 @@ pub fn print_report(r: &Report) {
         "runner CPU:           {:.1} s ({:.0}% of one core)",
         r.runner_cpu_seconds, r.runner_cpu_percent
     );
+    let mib = |b: u64| b as f64 / 1048576.0;
     println!(
-        "runner memory:        peak {:.1} MiB; {:.1} MiB at the backlog peak, {:.1} MiB at the end",
-        r.peak_rss_bytes as f64 / 1048576.0,
-        r.rss_at_backlog_peak_bytes as f64 / 1048576.0,
-        r.rss_at_end_bytes as f64 / 1048576.0
+        "runner memory (MiB):  {:.1} at start, {:.1} peak while orders flowed, {:.1} at the backlog peak, {:.1} at the end; high-water mark {:.1} (set-up included)",
+        mib(r.rss_at_start_bytes),
+        mib(r.peak_rss_during_run_bytes),
+        mib(r.rss_at_backlog_peak_bytes),
+        mib(r.rss_at_end_bytes),
+        mib(r.peak_rss_bytes)
     );
     println!("invariant violations: {}", r.violations);
 }
@@ -197,7 +205,9 @@ pub async fn run(
         anyhow::ensure!(s == 201, "login answered {s}: {b}");
         tokens.push(b["token"].as_str().context("token")?.to_string());
     }
-    let cpu_before = sample_proc(pid).map(|s| s.cpu_secs).unwrap_or(0.0);
+    let before = sample_proc(pid);
+    let cpu_before = before.as_ref().map(|s| s.cpu_secs).unwrap_or(0.0);
+    let rss_at_start = before.as_ref().map(|s| s.rss_bytes).unwrap_or(0);
     let t0 = Instant::now();
 
     // Sample the runner's memory while the run goes on.
@@ -290,6 +300,11 @@ pub async fn run(
         runner_cpu_seconds: cpu,
         runner_cpu_percent: cpu / span * 100.0,
         peak_rss_bytes: end.as_ref().map(|s| s.hwm_bytes).unwrap_or(0),
+        rss_at_start_bytes: rss_at_start,
+        peak_rss_during_run_bytes: samples
+            .lock()
+            .map(|v| v.iter().copied().max().unwrap_or(0))
+            .unwrap_or(0),
         rss_at_backlog_peak_bytes: rss_at_backlog_peak,
         rss_at_end_bytes: end.as_ref().map(|s| s.rss_bytes).unwrap_or(0),
         violations: checks.iter().map(|c| c.violations.len()).sum(),

@@ -15,10 +15,26 @@ pub enum HashError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// Argon2 is memory-hard on purpose (19 MiB per hash with the default parameters): at
+/// most this many run at once, so a burst of logins costs bounded memory and CPU instead of
+/// starving the other functions of the execution environment (and a login flood cannot
+/// exhaust it).
+const CONCURRENT_HASHES: usize = 2;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+
+async fn run_hashing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    // The semaphore is never closed, so acquiring only waits.
+    let _permit = HASHING.acquire().await;
+    tokio::task::spawn_blocking(work).await
+}
+
 /// A PHC string (`$argon2id$v=19$...`) for `password`, with a fresh random salt.
 pub async fn hash(password: &Password) -> Result<String, HashError> {
     let password = password.expose().to_string();
-    tokio::task::spawn_blocking(move || hash_blocking(&password)).await?
+    run_hashing(move || hash_blocking(&password)).await?
 }
 
 fn hash_blocking(password: &str) -> Result<String, HashError> {
@@ -35,7 +51,7 @@ fn hash_blocking(password: &str) -> Result<String, HashError> {
 /// hash made with the same parameters and answers false, so both cases cost the same time.
 pub async fn verify(phc: Option<String>, candidate: &str) -> Result<bool, HashError> {
     let candidate = candidate.to_string();
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         let known = phc.is_some();
         let phc = match phc {
             Some(p) => p,
