@@ -73,6 +73,24 @@ pub trait MessageHandler: Send + Sync + 'static {
     /// fail the batch: the state is committed; log and rely on TTLs or sweeps instead.
     async fn after_commit(&self, _effects: Vec<Self::Effect>) {}
 
+    /// True for handlers whose effect is one idempotent append per event, with no decision
+    /// that could fail for one message alone: the runner then hands them a chunk's fresh
+    /// events at once (`apply_chunk`), one statement instead of a savepoint and a statement
+    /// per message. A chunk that fails is retried message by message.
+    fn applies_in_bulk(&self) -> bool {
+        false
+    }
+
+    async fn apply_chunk(
+        &self,
+        _tx: &mut PgConnection,
+        _events: &[&Envelope],
+    ) -> Result<Applied<Self::Effect>, HandleError> {
+        Err(HandleError::permanent(
+            "this handler applies message by message",
+        ))
+    }
+
     /// The after-commit work of an event that was already applied, redone when it is
     /// delivered again: a crash between commit and `after_commit` (the batch was never
     /// acknowledged, so it comes back) must not leave a stale cache or an undelivered
@@ -154,6 +172,7 @@ impl<H: MessageHandler> BatchRunner<H> {
                 }
             };
             let mut pending: Vec<Applied<H::Effect>> = Vec::new();
+            let mut applied_count = 0;
             let mut stop = false;
             // Inbox for the whole chunk in one statement; a message seen twice in one chunk
             // is applied once.
@@ -175,7 +194,22 @@ impl<H: MessageHandler> BatchRunner<H> {
                     break;
                 }
             };
-            for (queue, msg, env) in chunk {
+            let bulk = if self.handler.applies_in_bulk() {
+                self.apply_bulk(&mut tx, chunk, &fresh, &mut pending).await
+            } else {
+                None
+            };
+            if let Some(done) = bulk {
+                applied_count += done;
+                for (_, _, env) in chunk {
+                    // The first sighting of a fresh event was applied; any other is a duplicate.
+                    if !fresh.remove(&env.event_uuid()) {
+                        report.duplicates += 1;
+                        duplicates.push(env.clone());
+                    }
+                }
+            }
+            for (queue, msg, env) in chunk.iter().filter(|_| bulk.is_none()) {
                 let span = tracing::info_span!(
                     "message",
                     function = self.handler.name(),
@@ -192,7 +226,10 @@ impl<H: MessageHandler> BatchRunner<H> {
                 };
                 self.record(env, &result, started.elapsed());
                 match result {
-                    Ok(Step::Done(applied)) => pending.push(applied),
+                    Ok(Step::Done(applied)) => {
+                        applied_count += 1;
+                        pending.push(applied);
+                    }
                     Ok(Step::Duplicate) => {
                         span.in_scope(|| tracing::info!("duplicate delivery skipped"));
                         report.duplicates += 1;
@@ -251,7 +288,7 @@ impl<H: MessageHandler> BatchRunner<H> {
             // Commit what applied, even when a later message failed: the retry skips it.
             match tx.commit().await {
                 Ok(()) => {
-                    report.processed += pending.len();
+                    report.processed += applied_count;
                     for applied in pending {
                         outgoing.extend(applied.events);
                         effects.extend(applied.effects);
@@ -359,6 +396,49 @@ impl<H: MessageHandler> BatchRunner<H> {
         crate::metrics::HANDLER_DURATION.observe(&[name], elapsed.as_secs_f64());
         if !matches!(result, Err(HandleError::Transient(_))) {
             crate::metrics::EVENTS_CONSUMED.inc(&[name, &env.event_type]);
+        }
+    }
+
+    /// The set-based path: the chunk's fresh events (each once) through `apply_chunk`
+    /// behind a savepoint. How many were applied, or `None` to go message by message.
+    async fn apply_bulk(
+        &self,
+        tx: &mut PgConnection,
+        chunk: &[(&str, &RmqMessage, Envelope)],
+        fresh: &std::collections::HashSet<uuid::Uuid>,
+        pending: &mut Vec<Applied<H::Effect>>,
+    ) -> Option<usize> {
+        let mut seen = std::collections::HashSet::new();
+        let events: Vec<&Envelope> = chunk
+            .iter()
+            .map(|(_, _, e)| e)
+            .filter(|e| fresh.contains(&e.event_uuid()) && seen.insert(e.event_uuid()))
+            .collect();
+        if events.is_empty() {
+            return Some(0);
+        }
+        sqlx::raw_sql("SAVEPOINT chunk")
+            .execute(&mut *tx)
+            .await
+            .ok()?;
+        let started = std::time::Instant::now();
+        match self.handler.apply_chunk(&mut *tx, &events).await {
+            Ok(applied) => {
+                let each = started.elapsed() / events.len() as u32;
+                for e in &events {
+                    self.record(e, &Ok(Step::Duplicate), each);
+                }
+                pending.push(applied);
+                Some(events.len())
+            }
+            Err(e) => {
+                tracing::warn!(function = self.handler.name(), error = %e, "chunk failed as a whole, applying message by message");
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT chunk")
+                    .execute(&mut *tx)
+                    .await
+                    .ok()?;
+                None
+            }
         }
     }
 

@@ -67,6 +67,30 @@ async fn every_event_of_an_order_is_recorded_once_and_read_back_in_causal_order(
 }
 
 #[tokio::test]
+async fn an_event_delivered_twice_in_one_batch_is_recorded_once_by_the_set_based_path() {
+    let h = Harness::seeded().await;
+    let user = h.user().await;
+    let (id, created) = h.place(&user, "tok_visa").await;
+    let stock = reserved(&created);
+    let report = h
+        .to_timeline(&[created.clone(), stock.clone(), created.clone()])
+        .await;
+    assert_eq!(
+        (report["processed"].as_u64(), report["duplicates"].as_u64()),
+        (Some(2), Some(1)),
+        "{report}"
+    );
+    let (_, body) = h.get_order(&user.token, &id.to_string()).await;
+    let observed = body["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["event_id"] == created.event_id.as_str())
+        .count();
+    assert_eq!(observed, 1);
+}
+
+#[tokio::test]
 async fn a_traceparent_header_makes_the_order_a_child_of_the_callers_trace() {
     let h = Harness::seeded().await;
     let user = h.user().await;

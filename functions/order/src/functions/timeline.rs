@@ -31,6 +31,21 @@ impl MessageHandler for TimelineHandler {
         crate::SCHEMA
     }
 
+    fn applies_in_bulk(&self) -> bool {
+        true
+    }
+
+    /// Every event of a chunk in one insert: the timeline only appends, idempotently, and
+    /// sees every event of every order, so it is the busiest consumer.
+    async fn apply_chunk(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> Result<Applied<()>, HandleError> {
+        crate::pg::timeline::record_many(tx, events).await?;
+        Ok(Applied::nothing())
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,

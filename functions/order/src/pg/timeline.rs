@@ -37,6 +37,45 @@ pub async fn record(conn: &mut PgConnection, env: &Envelope) -> sqlx::Result<()>
     Ok(())
 }
 
+/// `record` for many events in one statement (the timeline's set-based path).
+pub async fn record_many(conn: &mut PgConnection, events: &[&Envelope]) -> sqlx::Result<()> {
+    let events: Vec<&&Envelope> = events
+        .iter()
+        .filter(|e| !e.correlation_id.is_empty())
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.event_uuid()).collect();
+    let orders: Vec<&str> = events.iter().map(|e| e.correlation_id.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let causes: Vec<&str> = events.iter().map(|e| e.causation_id.as_str()).collect();
+    let traces: Vec<&str> = events.iter().map(|e| e.traceparent.as_str()).collect();
+    let occurred: Vec<f64> = events.iter().map(|e| e.occurred_at_ms as f64).collect();
+    let details: Vec<String> = events
+        .iter()
+        .map(|e| crate::domain::timeline::detail(e.payload()))
+        .collect();
+    sqlx::query(
+        "INSERT INTO orders.timeline
+             (event_id, order_id, event_type, causation_id, traceparent, occurred_at, detail)
+         SELECT id, o, t, c, tp, to_timestamp(ms / 1000), d
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[])
+              AS u(id, o, t, c, tp, ms, d)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(ids)
+    .bind(orders)
+    .bind(types)
+    .bind(causes)
+    .bind(traces)
+    .bind(occurred)
+    .bind(details)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Every recorded event of the order, by time (callers put them in causal order).
 pub async fn for_order(pool: &PgPool, order_id: &str) -> sqlx::Result<Vec<TimelineRow>> {
     type Row = (
