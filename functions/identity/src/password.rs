@@ -11,24 +11,61 @@ use std::sync::OnceLock;
 pub enum HashError {
     #[error("argon2: {0}")]
     Argon2(argon2::password_hash::Error),
-    #[error("hashing task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
+    #[error("the hashing threads are gone")]
+    PoolGone,
 }
 
-/// Argon2 is memory-hard on purpose (19 MiB per hash with the default parameters): at
-/// most this many run at once, so a burst of logins costs bounded memory and CPU instead of
-/// starving the other functions of the execution environment (and a login flood cannot
-/// exhaust it).
-const CONCURRENT_HASHES: usize = 2;
+/// Argon2 is memory-hard on purpose (19 MiB per hash with the default parameters). Hashes
+/// run on this many dedicated threads, so a burst of logins costs bounded CPU and memory
+/// (the allocator keeps one arena per thread that hashed: a few threads, not the whole
+/// blocking pool) and a login flood queues instead of starving the other functions.
+const HASHING_THREADS: usize = 2;
 
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+type Job = Box<dyn FnOnce() + Send>;
+
+fn hashing_pool() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..HASHING_THREADS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a hashing thread");
+            }
+        }
+        std::sync::Mutex::new(tx)
+    })
+}
 
 async fn run_hashing<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    // The semaphore is never closed, so acquiring only waits.
-    let _permit = HASHING.acquire().await;
-    tokio::task::spawn_blocking(work).await
+) -> Result<T, HashError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(work());
+    });
+    hashing_pool()
+        .lock()
+        .map_err(|_| HashError::PoolGone)?
+        .send(job)
+        .map_err(|_| HashError::PoolGone)?;
+    result.await.map_err(|_| HashError::PoolGone)
 }
 
 /// A PHC string (`$argon2id$v=19$...`) for `password`, with a fresh random salt.
