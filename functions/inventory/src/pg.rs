@@ -32,12 +32,12 @@ impl PgStock {
         conn: &mut PgConnection,
         order_id: &str,
     ) -> anyhow::Result<(ReservationStatus, Vec<Line>)> {
-        sqlx::query("INSERT INTO inventory.reservations (order_id, status) VALUES ($1, 'pending') ON CONFLICT DO NOTHING")
-            .bind(order_id)
-            .execute(&mut *conn)
-            .await?;
+        // One round trip: the no-op update on conflict locks the existing row (as FOR UPDATE
+        // would) and returns it; a new row comes back as `pending`.
         let (status, Json(items)): (String, Json<Vec<Line>>) = sqlx::query_as(
-            "SELECT status, items FROM inventory.reservations WHERE order_id = $1 FOR UPDATE",
+            "INSERT INTO inventory.reservations (order_id, status) VALUES ($1, 'pending')
+             ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
+             RETURNING status, items",
         )
         .bind(order_id)
         .fetch_one(&mut *conn)

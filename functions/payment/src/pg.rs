@@ -31,18 +31,17 @@ impl PgPayments {
         conn: &mut PgConnection,
         order_id: &str,
     ) -> anyhow::Result<LockedPayment> {
-        sqlx::query("INSERT INTO payments.payments (order_id, status) VALUES ($1, 'pending') ON CONFLICT DO NOTHING")
-            .bind(order_id)
-            .execute(&mut *conn)
-            .await?;
+        // One round trip: the no-op update on conflict locks the existing row (as FOR UPDATE
+        // would) and returns it; a new row comes back as `pending`.
         let (status, payment_id, amount_cents, currency): (
             String,
             Option<Uuid>,
             Option<i64>,
             Option<String>,
         ) = sqlx::query_as(
-            "SELECT status, payment_id, amount_cents, currency FROM payments.payments
-                 WHERE order_id = $1 FOR UPDATE",
+            "INSERT INTO payments.payments (order_id, status) VALUES ($1, 'pending')
+             ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
+             RETURNING status, payment_id, amount_cents, currency",
         )
         .bind(order_id)
         .fetch_one(&mut *conn)
