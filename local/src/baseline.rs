@@ -313,15 +313,7 @@ pub async fn run(
         ch.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
             .await?;
         pool.close().await;
-        let mut admin = iso.db_url.clone();
-        admin.set_path("/postgres");
-        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(admin.as_str()).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            iso.db_name
-        )))
-        .execute(&mut c)
-        .await?;
+        crate::child::drop_database(&iso).await?;
     }
     let _ = conn.close(200, "done".into()).await;
     Ok(report)

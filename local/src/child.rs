@@ -190,6 +190,11 @@ pub async fn cleanup(
     specs: &[crate::template::FunctionSpec],
 ) -> anyhow::Result<()> {
     crate::stack::delete_topology(&iso.cfg, specs).await?;
+    drop_database(iso).await
+}
+
+/// Drops a run's database (its connections are closed by force).
+pub async fn drop_database(iso: &Isolated) -> anyhow::Result<()> {
     let mut admin = iso.db_url.clone();
     admin.set_path("/postgres");
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin.as_str()).await?;
