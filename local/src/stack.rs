@@ -129,7 +129,11 @@ pub async fn declare_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::R
         &template::queue_specs(specs),
     )
     .await
-    .context("declaring the broker topology")?;
+    .context(
+        "declaring the broker topology (if a queue exists with other arguments, from an \
+             older version: `orderflow topology --delete` removes this prefix's queues once they \
+             are drained)",
+    )?;
     let _ = conn.close(200, "topology declared".into()).await;
     Ok(())
 }
