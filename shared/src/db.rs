@@ -97,33 +97,9 @@ fn messaging_ddl(schema: &str) -> String {
     )
 }
 
-/// Records that `consumer` handled `env` on delivery number `attempts`; false when it
-/// already had (a duplicate). Must run in the transaction that applies the event's effect.
-pub async fn inbox_record(
-    conn: &mut PgConnection,
-    schema: &str,
-    consumer: &str,
-    env: &Envelope,
-    attempts: i64,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {schema}.inbox (consumer, event_id, event_type, order_id, attempts, occurred_at)
-         VALUES ($1, $2, $3, $4, $5, to_timestamp($6::float8 / 1000))
-         ON CONFLICT DO NOTHING"
-    )))
-    .bind(consumer)
-    .bind(env.event_uuid())
-    .bind(&env.event_type)
-    .bind(&env.correlation_id)
-    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-    .bind(env.occurred_at_ms as f64)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// `inbox_record` for many events in one statement: the ids of those `consumer` had not
-/// handled yet (one round trip for a whole chunk of a batch).
+/// Records that `consumer` is handling these events (each with its delivery number), in
+/// the transaction that applies them, and returns the ids it had not handled before: the
+/// others are duplicates. One statement for a whole chunk of a batch.
 pub async fn inbox_record_many(
     conn: &mut PgConnection,
     schema: &str,
@@ -179,8 +155,8 @@ pub async fn inbox_forget(
     Ok(())
 }
 
-/// Counts one more delivery of an event `consumer` already handled (outside any
-/// transaction: the duplicate's own transaction was rolled back).
+/// Counts one more delivery of an event `consumer` already handled (after the chunk's
+/// commit, on its own: the count only feeds the timeline).
 pub async fn inbox_note_duplicate(
     pool: &PgPool,
     schema: &str,
