@@ -17,6 +17,11 @@ impl HandleError {
         HandleError::Permanent(reason.into())
     }
 
+    /// An event of a type the consumer is not bound to: a wiring mistake, never retried.
+    pub fn unexpected(env: &crate::Envelope) -> Self {
+        HandleError::Permanent(format!("unexpected event type {}", env.event_type))
+    }
+
     pub fn is_permanent(&self) -> bool {
         matches!(self, HandleError::Permanent(_))
     }

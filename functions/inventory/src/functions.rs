@@ -40,10 +40,6 @@ pub fn products(ctx: &shared::context::Context) -> Arc<dyn Function> {
     }))
 }
 
-fn unexpected(env: &Envelope) -> HandleError {
-    HandleError::permanent(format!("unexpected event type {}", env.event_type))
-}
-
 /// The newest figure of every product touched by the batch, written in one pipeline.
 /// Current figures of the products an order's reservation touches: what a crash before
 /// `after_commit` would have left unwritten in the cache.
@@ -108,7 +104,7 @@ impl MessageHandler for Reserve {
         env: &Envelope,
     ) -> Result<Applied<StockChange>, HandleError> {
         let Payload::OrderCreated(order) = env.payload() else {
-            return Err(unexpected(env));
+            return Err(HandleError::unexpected(env));
         };
         if order.order_id.trim().is_empty() {
             return Err(HandleError::permanent("order.created without an order_id"));
@@ -203,7 +199,7 @@ impl MessageHandler for Release {
         env: &Envelope,
     ) -> Result<Applied<StockChange>, HandleError> {
         let Payload::OrderCancelled(cancel) = env.payload() else {
-            return Err(unexpected(env));
+            return Err(HandleError::unexpected(env));
         };
         if cancel.order_id.trim().is_empty() {
             return Err(HandleError::permanent(

@@ -42,10 +42,6 @@ pub fn settle_with(
     Arc::new(RmqFunction(ctx.batch_runner(Settle { gateway })))
 }
 
-fn unexpected(env: &Envelope) -> HandleError {
-    HandleError::permanent(format!("unexpected event type {}", env.event_type))
-}
-
 /// Authorizes the order's total when the order is created.
 pub struct Process {
     pub gateway: Arc<dyn PaymentGateway>,
@@ -69,7 +65,7 @@ impl MessageHandler for Process {
         env: &Envelope,
     ) -> Result<Applied<()>, HandleError> {
         let Payload::OrderCreated(order) = env.payload() else {
-            return Err(unexpected(env));
+            return Err(HandleError::unexpected(env));
         };
         domain::validate_charge(
             &order.order_id,
@@ -183,7 +179,7 @@ impl MessageHandler for Settle {
         match env.payload() {
             Payload::OrderConfirmed(e) => self.confirmed(tx, env, e).await,
             Payload::OrderCancelled(e) => self.cancelled(tx, env, e).await,
-            _ => Err(unexpected(env)),
+            _ => Err(HandleError::unexpected(env)),
         }
     }
 }

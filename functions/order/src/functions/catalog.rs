@@ -69,10 +69,7 @@ impl MessageHandler for CatalogHandler {
         env: &Envelope,
     ) -> Result<Applied<()>, HandleError> {
         let Payload::ProductUpdated(p) = env.payload() else {
-            return Err(HandleError::permanent(format!(
-                "unexpected event type {}",
-                env.event_type
-            )));
+            return Err(HandleError::unexpected(env));
         };
         let entry = entry(p)?;
         let changed = upsert_if_newer(tx, &entry).await?;

@@ -30,10 +30,7 @@ fn input_of(env: &Envelope) -> Result<(&str, Input), HandleError> {
                 e.status
             ))),
         },
-        _ => Err(HandleError::permanent(format!(
-            "unexpected event type {}",
-            env.event_type
-        ))),
+        _ => Err(HandleError::unexpected(env)),
     }
 }
 
