@@ -279,7 +279,7 @@ pub async fn run(
         stages.extend(shared::db::stage_latencies(&ctx.pool, schema).await?);
     }
     let consumed: i64 = stages.iter().map(|s| s.count).sum();
-    let checks = crate::verify::run(&ctx, queues).await?;
+    let checks = crate::verify::run(&ctx, queues, &crate::verify::Expect::default()).await?;
     let cpu = end.as_ref().map(|s| s.cpu_secs).unwrap_or(cpu_before) - cpu_before;
     let span = summary.span_secs.max(1e-9);
     let report = Report {

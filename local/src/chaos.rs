@@ -327,7 +327,7 @@ pub async fn run(
         let result = async {
             anyhow::Ok((
                 order::orders(&ctx.pool).await?,
-                crate::verify::run(&ctx, queues).await?,
+                crate::verify::run(&ctx, queues, &crate::verify::Expect::default()).await?,
             ))
         }
         .await;

@@ -287,7 +287,7 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         }
     }
     println!();
-    let checks = crate::verify::run(&stack.ctx, queues).await?;
+    let checks = crate::verify::run(&stack.ctx, queues, &crate::verify::Expect::default()).await?;
     for c in &checks {
         println!("{}", c.line());
     }
@@ -298,7 +298,7 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     })
 }
 
-/// Waits until no queue has ready messages and every outbox is drained, twice in a row.
+/// Waits until nothing is ready, in flight or unpublished (see `crate::broker::settled`).
 pub async fn wait_quiet(stack: &Stack, queues: &[String], limit: Duration) -> anyhow::Result<()> {
     wait_quiet_ctx(&stack.ctx, queues, limit).await
 }
@@ -309,19 +309,5 @@ pub async fn wait_quiet_ctx(
     queues: &[String],
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    let mut quiet_rounds = 0;
-    while quiet_rounds < 2 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the system did not go quiet within {limit:?}"
-        );
-        let mut busy = crate::verify::backlog(ctx, queues).await?;
-        for schema in crate::registry::OUTBOX_SCHEMAS {
-            busy += shared::db::outbox_backlog(&ctx.pool, schema).await?.0 as usize;
-        }
-        quiet_rounds = if busy == 0 { quiet_rounds + 1 } else { 0 };
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    crate::broker::settled(ctx, queues, limit).await
 }

@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod bench;
 pub mod bridge;
+pub mod broker;
 pub mod chaos;
 pub mod child;
 pub mod demo;

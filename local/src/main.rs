@@ -41,7 +41,12 @@ enum Command {
         orders: usize,
     },
     /// Check the system invariants; exit code 1 on any violation.
-    Verify,
+    Verify {
+        /// Invalid input was sent on purpose: dead letters are expected (each must still
+        /// carry its reason). Without it, any dead letter is a violation.
+        #[arg(long)]
+        invalid_input_sent: bool,
+    },
     /// Run every service's migrations.
     Migrate,
     /// Declare the broker topology of template.yaml (exchanges, quorum queues with
@@ -278,9 +283,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             );
             Ok(outcome.ok)
         }
-        Command::Verify => {
+        Command::Verify { invalid_input_sent } => {
             let ctx = shared::context::Context::new(cfg)?;
-            let checks = verify::run(&ctx, &queues).await?;
+            let expect = verify::Expect {
+                invalid_input: invalid_input_sent,
+            };
+            let checks = verify::run(&ctx, &queues, &expect).await?;
             for c in &checks {
                 println!("{}", c.line());
             }

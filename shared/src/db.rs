@@ -380,12 +380,15 @@ pub async fn outbox_relay(
 }
 
 /// Unpublished outbox rows and the age of the oldest, in seconds.
-pub async fn outbox_backlog(pool: &PgPool, schema: &str) -> sqlx::Result<(i64, f64)> {
+pub async fn outbox_backlog<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    schema: &str,
+) -> sqlx::Result<(i64, f64)> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
          FROM {schema}.outbox WHERE published_at IS NULL"
     )))
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok((row.get(0), row.get(1)))
 }

@@ -1,6 +1,7 @@
 //! Catalog seeding and the read-outs the local runner's `seed` and `verify` use.
 
 use crate::domain::{ProductSeed, StockFigure};
+use crate::pg::Movement;
 use crate::stock_cache::RedisStockCache;
 use shared::Envelope;
 use shared::context::Context;
@@ -26,9 +27,17 @@ pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow:
     let mut events = Vec::with_capacity(products.len());
     let mut figures = Vec::with_capacity(products.len());
     for p in products {
+        // Locked first so the restock recorded below is exactly the difference this seed
+        // makes, whatever reservations commit around it.
+        let before: Option<i32> = sqlx::query_scalar(
+            "SELECT available FROM inventory.products WHERE product_id = $1 FOR UPDATE",
+        )
+        .bind(&p.product_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let (version, available): (i64, i32) = sqlx::query_as(
             // `initial` counts what is on the shelf plus what orders already hold, so that
-            // re-seeding a running system keeps `initial = available + held` (invariant 2).
+            // re-seeding a running system keeps `initial = available + held`.
             "INSERT INTO inventory.products (product_id, name, price_cents, currency, initial, available, version, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5, 1, now())
              ON CONFLICT (product_id) DO UPDATE SET
@@ -48,6 +57,17 @@ pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow:
         .bind(p.stock)
         .fetch_one(&mut *tx)
         .await?;
+        let delta = available - before.unwrap_or(0);
+        if delta != 0 {
+            sqlx::query(
+                "INSERT INTO inventory.stock_movements (product_id, kind, delta) VALUES ($1, $2, $3)",
+            )
+            .bind(&p.product_id)
+            .bind(Movement::Restock.as_str())
+            .bind(delta)
+            .execute(&mut *tx)
+            .await?;
+        }
         events.push(Envelope::new(
             Payload::ProductUpdated(ProductUpdated {
                 product_id: p.product_id.clone(),
@@ -136,4 +156,93 @@ pub async fn cache_disagreements(ctx: &Context) -> anyhow::Result<Vec<String>> {
             })
         })
         .collect())
+}
+
+/// What `orderflow verify` reads of the inventory, in the caller's transaction (one
+/// snapshot with the other services' rows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockAudit {
+    pub products: Vec<ProductFigure>,
+    /// In ledger order (`movement_id`), which per product is the order the stock changed in:
+    /// each movement is written while its product row is locked.
+    pub movements: Vec<MovementRow>,
+    pub reservations: Vec<ReservationRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductFigure {
+    pub product_id: String,
+    pub available: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementRow {
+    pub movement_id: i64,
+    pub product_id: String,
+    pub kind: String,
+    pub order_id: Option<String>,
+    pub delta: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    pub order_id: String,
+    pub status: String,
+    /// `(product_id, quantity)` per line.
+    pub items: Vec<(String, i64)>,
+}
+
+pub async fn audit(conn: &mut sqlx::PgConnection) -> sqlx::Result<StockAudit> {
+    let products: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT product_id, available, version FROM inventory.products ORDER BY product_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let movements: Vec<(i64, String, String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT movement_id, product_id, kind, order_id, delta
+         FROM inventory.stock_movements ORDER BY movement_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let reservations: Vec<(String, String, sqlx::types::Json<Vec<crate::domain::Line>>)> =
+        sqlx::query_as(
+            "SELECT order_id, status, items FROM inventory.reservations ORDER BY order_id",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(StockAudit {
+        products: products
+            .into_iter()
+            .map(|(product_id, available, version)| ProductFigure {
+                product_id,
+                available: i64::from(available),
+                version,
+            })
+            .collect(),
+        movements: movements
+            .into_iter()
+            .map(
+                |(movement_id, product_id, kind, order_id, delta)| MovementRow {
+                    movement_id,
+                    product_id,
+                    kind,
+                    order_id,
+                    delta: i64::from(delta),
+                },
+            )
+            .collect(),
+        reservations: reservations
+            .into_iter()
+            .map(|(order_id, status, items)| ReservationRow {
+                order_id,
+                status,
+                items: items
+                    .0
+                    .into_iter()
+                    .map(|l| (l.product_id, i64::from(l.quantity)))
+                    .collect(),
+            })
+            .collect(),
+    })
 }

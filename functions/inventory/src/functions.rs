@@ -131,7 +131,7 @@ impl MessageHandler for Reserve {
                     String::new(),
                 )]))
             }
-            ReserveAction::Reserve => match PgStock::take(tx, &lines).await? {
+            ReserveAction::Reserve => match PgStock::take(tx, &order.order_id, &lines).await? {
                 Ok(changes) => {
                     PgStock::set_reservation(
                         tx,
@@ -216,7 +216,7 @@ impl MessageHandler for Release {
                 Ok(Applied::nothing())
             }
             ReleaseAction::Release => {
-                let changes = PgStock::give_back(tx, &items).await?;
+                let changes = PgStock::give_back(tx, &cancel.order_id, &items).await?;
                 PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Released, &items)
                     .await?;
                 tracing::info!(lines = items.len(), "stock released");

@@ -14,8 +14,8 @@ pub mod pg;
 pub mod stock_cache;
 
 pub use catalog::{
-    StockLevel, cache_disagreements, reservations, reserved_quantities, stock_levels,
-    upsert_products,
+    MovementRow, ProductFigure, ReservationRow, StockAudit, StockLevel, audit as stock_audit,
+    cache_disagreements, reservations, reserved_quantities, stock_levels, upsert_products,
 };
 pub use domain::ProductSeed;
 pub use stock_cache::RedisStockCache;

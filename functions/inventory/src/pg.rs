@@ -24,6 +24,24 @@ pub struct Shortage {
     pub reason: RejectReason,
 }
 
+/// Why stock moved, as `inventory.stock_movements.kind` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Movement {
+    Restock,
+    Reserve,
+    Release,
+}
+
+impl Movement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Movement::Restock => "restock",
+            Movement::Reserve => "reserve",
+            Movement::Release => "release",
+        }
+    }
+}
+
 pub struct PgStock;
 
 impl PgStock {
@@ -67,6 +85,7 @@ impl PgStock {
     /// the first line that cannot be served. `lines` must be sorted by product id.
     pub async fn take(
         conn: &mut PgConnection,
+        order_id: &str,
         lines: &[Line],
     ) -> sqlx::Result<Result<Vec<StockChange>, Shortage>> {
         sqlx::query("SAVEPOINT reserve").execute(&mut *conn).await?;
@@ -118,15 +137,48 @@ impl PgStock {
         sqlx::query("RELEASE SAVEPOINT reserve")
             .execute(&mut *conn)
             .await?;
+        Self::record_movements(conn, order_id, Movement::Reserve, lines).await?;
         Ok(Ok(changes))
+    }
+
+    /// Writes the ledger rows of an order's reservation or release (one statement), in the
+    /// transaction that changed the stock: see `inventory.stock_movements`.
+    async fn record_movements(
+        conn: &mut PgConnection,
+        order_id: &str,
+        kind: Movement,
+        lines: &[Line],
+    ) -> sqlx::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let sign = match kind {
+            Movement::Reserve => -1,
+            Movement::Release | Movement::Restock => 1,
+        };
+        let products: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
+        let deltas: Vec<i32> = lines.iter().map(|l| sign * l.quantity).collect();
+        sqlx::query(
+            "INSERT INTO inventory.stock_movements (product_id, kind, order_id, delta)
+             SELECT p, $3, $4, d FROM UNNEST($1::text[], $2::int[]) AS m(p, d)",
+        )
+        .bind(products)
+        .bind(deltas)
+        .bind(kind.as_str())
+        .bind(order_id)
+        .execute(conn)
+        .await?;
+        Ok(())
     }
 
     /// Gives reserved quantities back. `lines` are sorted by product id (as stored).
     pub async fn give_back(
         conn: &mut PgConnection,
+        order_id: &str,
         lines: &[Line],
     ) -> sqlx::Result<Vec<StockChange>> {
         let mut changes = Vec::with_capacity(lines.len());
+        let mut returned = Vec::with_capacity(lines.len());
         for line in lines {
             let row: Option<(i32, i64)> = sqlx::query_as(
                 "UPDATE inventory.products
@@ -150,7 +202,14 @@ impl PgStock {
                     tracing::warn!(product_id = %line.product_id, "released a line of a product that no longer exists")
                 }
             }
+            if changes
+                .last()
+                .is_some_and(|c| c.product_id == line.product_id)
+            {
+                returned.push(line.clone());
+            }
         }
+        Self::record_movements(conn, order_id, Movement::Release, &returned).await?;
         Ok(changes)
     }
 

@@ -28,6 +28,8 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
 
 /// `(order_id, kind, count)` per order and kind, for `orderflow verify` (invariant 4:
 /// exactly one notification per order and kind).
+pub use pg::{NotificationAudit, NotificationRow, audit};
+
 pub async fn notification_counts(pool: &PgPool) -> anyhow::Result<Vec<(String, String, i64)>> {
     Ok(pg::counts(pool).await?)
 }

@@ -111,3 +111,56 @@ pub async fn pending_for_order(pool: &PgPool, order_id: &str) -> sqlx::Result<Ve
         )
         .collect())
 }
+
+/// A notification as `orderflow verify` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    pub notification_id: Uuid,
+    pub order_id: String,
+    pub kind: String,
+    pub status: String,
+}
+
+/// What `orderflow verify` reads of the notification service, in the caller's transaction:
+/// every notification, and the `notification_id` of every `notification.sent` event in the
+/// outbox (the independent record that a notification was produced, and how many times).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationAudit {
+    pub notifications: Vec<NotificationRow>,
+    pub sent_events: Vec<String>,
+}
+
+pub async fn audit(conn: &mut PgConnection) -> anyhow::Result<NotificationAudit> {
+    let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT notification_id, order_id, kind, status FROM notifications.notifications
+         ORDER BY order_id, kind",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let bodies: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT envelope FROM notifications.outbox WHERE event_type = 'notification.sent'",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut sent_events = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let env = shared::Envelope::decode(&body, shared::envelope::Encoding::Protobuf)?;
+        if let shared::contracts::Payload::NotificationSent(sent) = env.payload() {
+            sent_events.push(sent.notification_id.clone());
+        }
+    }
+    Ok(NotificationAudit {
+        notifications: rows
+            .into_iter()
+            .map(
+                |(notification_id, order_id, kind, status)| NotificationRow {
+                    notification_id,
+                    order_id,
+                    kind,
+                    status,
+                },
+            )
+            .collect(),
+        sent_events,
+    })
+}

@@ -37,7 +37,14 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
 
 /// Every order with its lines (for `orderflow verify` and the demo).
 pub async fn orders(pool: &PgPool) -> anyhow::Result<Vec<OrderRow>> {
-    Ok(pg::views::all_orders(pool).await?)
+    let mut conn = pool.acquire().await?;
+    Ok(pg::views::all_orders(&mut conn).await?)
+}
+
+/// The same, in the caller's transaction (`orderflow verify` reads every service's rows in
+/// one snapshot).
+pub async fn orders_in(conn: &mut sqlx::PgConnection) -> anyhow::Result<Vec<OrderRow>> {
+    Ok(pg::views::all_orders(conn).await?)
 }
 
 /// Every `(product_id, price_cents)` the order service can price; the runner's `seed`

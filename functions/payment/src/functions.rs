@@ -2,7 +2,11 @@
 //! (order.confirmed, order.cancelled), as batch-runner message handlers.
 
 use crate::domain::{self, CancelAction, ConfirmAction, PaymentStatus, ProcessAction};
-use crate::gateway::{PaymentGateway, SimulatedGateway};
+use crate::gateway::{
+    AuthorizeError, AuthorizeRequest, CallKind, PaymentGateway, SettleRequest, SimulatedGateway,
+    call_key,
+};
+use crate::pg::LedgerEntry;
 use crate::pg::PgPayments;
 use async_trait::async_trait;
 use shared::contracts::{
@@ -18,9 +22,19 @@ use std::sync::Arc;
 pub const PROCESS: &str = "payment-process";
 pub const SETTLE: &str = "payment-settle";
 
+/// The simulated gateway on the context's database (see `gateway`).
+fn simulated(ctx: &shared::context::Context) -> Arc<dyn PaymentGateway> {
+    match SimulatedGateway::new(&ctx.config.database_url) {
+        Ok(gw) => Arc::new(gw),
+        // The URL already parsed for the main pool, so this cannot happen in practice;
+        // a gateway that fails every call keeps the messages retrying rather than lost.
+        Err(e) => Arc::new(Unavailable(e.to_string())),
+    }
+}
+
 /// `payment-process` with the simulated gateway.
 pub fn process(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    process_with(ctx, Arc::new(SimulatedGateway))
+    process_with(ctx, simulated(ctx))
 }
 
 pub fn process_with(
@@ -32,7 +46,29 @@ pub fn process_with(
 
 /// `payment-settle` with the simulated gateway.
 pub fn settle(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    settle_with(ctx, Arc::new(SimulatedGateway))
+    settle_with(ctx, simulated(ctx))
+}
+
+/// A gateway that cannot be built: every call is an outage.
+struct Unavailable(String);
+
+#[async_trait]
+impl PaymentGateway for Unavailable {
+    async fn authorize(
+        &self,
+        _: AuthorizeRequest<'_>,
+    ) -> Result<crate::gateway::Authorization, AuthorizeError> {
+        Err(AuthorizeError::Unavailable(anyhow::anyhow!(
+            "payment gateway unavailable: {}",
+            self.0
+        )))
+    }
+    async fn capture(&self, _: SettleRequest<'_>) -> anyhow::Result<()> {
+        anyhow::bail!("payment gateway unavailable: {}", self.0)
+    }
+    async fn void(&self, _: SettleRequest<'_>) -> anyhow::Result<()> {
+        anyhow::bail!("payment gateway unavailable: {}", self.0)
+    }
 }
 
 pub fn settle_with(
@@ -97,8 +133,28 @@ impl Process {
             order.currency.as_str(),
             order.payment_token.as_str(),
         );
-        let processed = match self.gateway.authorize(token, amount, currency).await {
+        let key = call_key(CallKind::Authorize, &env.event_id);
+        let request = AuthorizeRequest {
+            idempotency_key: &key,
+            order_id: &order.order_id,
+            token,
+            amount_cents: amount,
+            currency,
+        };
+        let answer = self.gateway.authorize(request).await;
+        let entry = |outcome, gateway_ref| LedgerEntry {
+            idempotency_key: &key,
+            order_id: &order.order_id,
+            kind: CallKind::Authorize,
+            outcome,
+            amount_cents: amount,
+            currency,
+            gateway_ref,
+            caused_by: &env.event_id,
+        };
+        let processed = match answer {
             Ok(auth) => {
+                PgPayments::record_call(tx, entry("approved", Some(auth.payment_id))).await?;
                 PgPayments::record_authorization(
                     tx,
                     &order.order_id,
@@ -122,7 +178,11 @@ impl Process {
                     last4: auth.last4,
                 }
             }
-            Err(decline) => {
+            Err(AuthorizeError::Unavailable(e)) => {
+                return Err(HandleError::Transient(e.context("payment gateway")));
+            }
+            Err(AuthorizeError::Declined(decline)) => {
+                PgPayments::record_call(tx, entry("declined", None)).await?;
                 PgPayments::record_authorization(
                     tx,
                     &order.order_id,
@@ -185,6 +245,47 @@ impl MessageHandler for Settle {
 }
 
 impl Settle {
+    /// Captures or voids at the gateway with the key of the causing event, and writes the
+    /// call to the ledger in the message's transaction.
+    async fn call(
+        &self,
+        tx: &mut PgConnection,
+        env: &Envelope,
+        kind: CallKind,
+        order_id: &str,
+        payment_id: uuid::Uuid,
+        row: &crate::pg::LockedPayment,
+    ) -> Result<(), HandleError> {
+        let key = call_key(kind, &env.event_id);
+        let request = SettleRequest {
+            idempotency_key: &key,
+            order_id,
+            payment_id,
+            amount_cents: row.amount_cents,
+            currency: &row.currency,
+        };
+        match kind {
+            CallKind::Void => self.gateway.void(request).await,
+            _ => self.gateway.capture(request).await,
+        }
+        .map_err(|e| HandleError::Transient(e.context("payment gateway")))?;
+        PgPayments::record_call(
+            tx,
+            LedgerEntry {
+                idempotency_key: &key,
+                order_id,
+                kind,
+                outcome: "succeeded",
+                amount_cents: row.amount_cents,
+                currency: &row.currency,
+                gateway_ref: Some(payment_id),
+                caused_by: &env.event_id,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn confirmed(
         &self,
         tx: &mut PgConnection,
@@ -203,8 +304,7 @@ impl Settle {
                 let payment_id = row.payment_id.ok_or_else(|| {
                     HandleError::permanent("authorized payment has no payment_id")
                 })?;
-                self.gateway
-                    .capture(payment_id, row.amount_cents, &row.currency)
+                self.call(tx, env, CallKind::Capture, &e.order_id, payment_id, &row)
                     .await?;
                 PgPayments::set_status(tx, &e.order_id, PaymentStatus::Captured).await?;
                 tracing::info!(%payment_id, amount_cents = row.amount_cents, "payment captured");
@@ -252,7 +352,8 @@ impl Settle {
                 let payment_id = row.payment_id.ok_or_else(|| {
                     HandleError::permanent("authorized payment has no payment_id")
                 })?;
-                self.gateway.void(payment_id).await?;
+                self.call(tx, env, CallKind::Void, &e.order_id, payment_id, &row)
+                    .await?;
                 PgPayments::set_status(tx, &e.order_id, PaymentStatus::Voided).await?;
                 tracing::info!(%payment_id, "authorization voided");
                 Ok(voided(payment_id.to_string()))

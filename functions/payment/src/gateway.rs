@@ -1,12 +1,21 @@
 //! The payment gateway port and a simulated gateway answering like the well-known
 //! providers' test tokens do (`tok_visa` approves, `tok_chargeDeclined` declines, ...).
+//!
+//! Every call carries an idempotency key derived from the event that caused it (see
+//! `call_key`), as real providers accept one: a redelivered event repeats the call with the
+//! same key and gets the first answer back, so a rolled-back transaction followed by a retry
+//! never charges twice. The simulator keeps its own record of calls (`gateway_sim.calls`),
+//! outside the consumer's transaction, the way a provider's dashboard would show them:
+//! `orderflow verify` reconciles the payments ledger against it.
 
 use async_trait::async_trait;
+use sqlx::PgPool;
+use uuid::Uuid;
 
 /// An approved authorization: the gateway's reference and the card's last four digits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
-    pub payment_id: uuid::Uuid,
+    pub payment_id: Uuid,
     pub last4: String,
 }
 
@@ -16,30 +25,104 @@ pub struct Decline {
     pub code: String,
 }
 
-/// What the payment functions need from a gateway. Authorize answers approve or decline;
-/// an `Err` from capture or void is an outage (transient: the message is retried).
-#[async_trait]
-pub trait PaymentGateway: Send + Sync {
-    async fn authorize(
-        &self,
-        token: &str,
-        amount_cents: i64,
-        currency: &str,
-    ) -> Result<Authorization, Decline>;
-    async fn capture(
-        &self,
-        payment_id: uuid::Uuid,
-        amount_cents: i64,
-        currency: &str,
-    ) -> anyhow::Result<()>;
-    async fn void(&self, payment_id: uuid::Uuid) -> anyhow::Result<()>;
+/// What the payment functions ask a gateway for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Authorize,
+    Capture,
+    Void,
+    Refund,
 }
 
-/// Decides by test token, never fails, keeps no state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SimulatedGateway;
+impl CallKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Authorize => "authorize",
+            CallKind::Capture => "capture",
+            CallKind::Void => "void",
+            CallKind::Refund => "refund",
+        }
+    }
+}
+
+/// The idempotency key of the call `kind` caused by event `event_id`: the same event always
+/// makes the same call, whichever delivery of it runs.
+pub fn call_key(kind: CallKind, event_id: &str) -> String {
+    format!("{}:{event_id}", kind.as_str())
+}
+
+/// One authorization request.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizeRequest<'a> {
+    pub idempotency_key: &'a str,
+    pub order_id: &'a str,
+    pub token: &'a str,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+}
+
+/// What a gateway answers to one authorization.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    Declined(Decline),
+    /// The gateway could not be asked (outage): transient, the message is retried.
+    Unavailable(anyhow::Error),
+}
+
+/// A capture, void or refund of an earlier authorization.
+#[derive(Debug, Clone, Copy)]
+pub struct SettleRequest<'a> {
+    pub idempotency_key: &'a str,
+    pub order_id: &'a str,
+    pub payment_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+}
+
+/// What the payment functions need from a gateway. An `Err` from capture or void is an
+/// outage (transient: the message is retried with the same key).
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    async fn authorize(&self, req: AuthorizeRequest<'_>) -> Result<Authorization, AuthorizeError>;
+    async fn capture(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
+    async fn void(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
+}
+
+/// Decides by test token and never declines a capture or void; remembers every call by its
+/// idempotency key in `gateway_sim.calls` (on its own connections, outside any consumer
+/// transaction).
+#[derive(Debug, Clone)]
+pub struct SimulatedGateway {
+    pool: PgPool,
+}
+
+/// One call as the simulated gateway recorded it (for `orderflow verify`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GatewayCall {
+    pub idempotency_key: String,
+    pub kind: String,
+    pub order_id: String,
+    pub amount_cents: i64,
+    pub payment_id: Option<Uuid>,
+    pub outcome: String,
+    /// How many times the key was presented (1 = never repeated).
+    pub calls: i64,
+}
 
 impl SimulatedGateway {
+    /// The simulator's record lives in the service's database but on connections of its own
+    /// with `synchronous_commit` off: it stands in for a remote provider, and its writes
+    /// should not cost the consumer a second flushed commit per call.
+    pub fn new(database_url: &str) -> anyhow::Result<Self> {
+        let opts = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(database_url)?
+            .options([("synchronous_commit", "off")]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_lazy_with(opts);
+        Ok(SimulatedGateway { pool })
+    }
+
     /// The answer for a token: last four digits on approval, the decline code otherwise.
     pub fn decide(token: &str) -> Result<&'static str, &'static str> {
         match token {
@@ -51,38 +134,109 @@ impl SimulatedGateway {
             _ => Err("invalid_token"),
         }
     }
+
+    /// Records the call under its key, or counts a repeat and returns the first answer:
+    /// `(payment_id, outcome, decline_code, last4)`.
+    #[allow(clippy::too_many_arguments)]
+    async fn remember(
+        &self,
+        key: &str,
+        kind: CallKind,
+        order_id: &str,
+        amount_cents: i64,
+        currency: &str,
+        payment_id: Option<Uuid>,
+        outcome: &str,
+        decline_code: Option<&str>,
+        last4: Option<&str>,
+    ) -> anyhow::Result<(Option<Uuid>, String, Option<String>, Option<String>)> {
+        Ok(sqlx::query_as(
+            "INSERT INTO gateway_sim.calls
+                 (idempotency_key, kind, order_id, amount_cents, currency, payment_id, outcome, decline_code, last4)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (idempotency_key) DO UPDATE
+                 SET calls = gateway_sim.calls.calls + 1, last_at = now()
+             RETURNING payment_id, outcome, decline_code, last4",
+        )
+        .bind(key)
+        .bind(kind.as_str())
+        .bind(order_id)
+        .bind(amount_cents)
+        .bind(currency)
+        .bind(payment_id)
+        .bind(outcome)
+        .bind(decline_code)
+        .bind(last4)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn settle(&self, kind: CallKind, req: SettleRequest<'_>) -> anyhow::Result<()> {
+        self.remember(
+            req.idempotency_key,
+            kind,
+            req.order_id,
+            req.amount_cents,
+            req.currency,
+            Some(req.payment_id),
+            "succeeded",
+            None,
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every call the simulator answered, by key (for `orderflow verify`).
+    pub async fn calls(conn: &mut sqlx::PgConnection) -> sqlx::Result<Vec<GatewayCall>> {
+        sqlx::query_as(
+            "SELECT idempotency_key, kind, order_id, amount_cents, payment_id, outcome,
+                    calls::bigint AS calls
+             FROM gateway_sim.calls ORDER BY order_id, first_at",
+        )
+        .fetch_all(conn)
+        .await
+    }
 }
 
 #[async_trait]
 impl PaymentGateway for SimulatedGateway {
-    async fn authorize(
-        &self,
-        token: &str,
-        _amount_cents: i64,
-        _currency: &str,
-    ) -> Result<Authorization, Decline> {
-        match Self::decide(token) {
-            Ok(last4) => Ok(Authorization {
-                payment_id: uuid::Uuid::now_v7(),
-                last4: last4.to_string(),
+    async fn authorize(&self, req: AuthorizeRequest<'_>) -> Result<Authorization, AuthorizeError> {
+        let (payment_id, outcome, code, last4) = match Self::decide(req.token) {
+            Ok(last4) => (Some(Uuid::now_v7()), "approved", None, Some(last4)),
+            Err(code) => (None, "declined", Some(code), None),
+        };
+        let (payment_id, outcome, code, last4) = self
+            .remember(
+                req.idempotency_key,
+                CallKind::Authorize,
+                req.order_id,
+                req.amount_cents,
+                req.currency,
+                payment_id,
+                outcome,
+                code,
+                last4,
+            )
+            .await
+            .map_err(AuthorizeError::Unavailable)?;
+        match (outcome.as_str(), payment_id) {
+            ("approved", Some(payment_id)) => Ok(Authorization {
+                payment_id,
+                last4: last4.unwrap_or_default(),
             }),
-            Err(code) => Err(Decline {
-                code: code.to_string(),
-            }),
+            _ => Err(AuthorizeError::Declined(Decline {
+                code: code.unwrap_or_else(|| "declined".into()),
+            })),
         }
     }
 
-    async fn capture(
-        &self,
-        _payment_id: uuid::Uuid,
-        _amount_cents: i64,
-        _currency: &str,
-    ) -> anyhow::Result<()> {
-        Ok(())
+    async fn capture(&self, req: SettleRequest<'_>) -> anyhow::Result<()> {
+        self.settle(CallKind::Capture, req).await
     }
 
-    async fn void(&self, _payment_id: uuid::Uuid) -> anyhow::Result<()> {
-        Ok(())
+    async fn void(&self, req: SettleRequest<'_>) -> anyhow::Result<()> {
+        self.settle(CallKind::Void, req).await
     }
 }
 
@@ -90,9 +244,8 @@ impl PaymentGateway for SimulatedGateway {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn test_tokens_approve_or_decline_like_the_providers_do() {
-        let gw = SimulatedGateway;
+    #[test]
+    fn test_tokens_approve_or_decline_like_the_providers_do() {
         let table: [(&str, Result<&str, &str>); 6] = [
             ("tok_visa", Ok("4242")),
             ("tok_mastercard", Ok("4444")),
@@ -105,33 +258,15 @@ mod tests {
             ("tok_", Err("invalid_token")),
         ];
         for (token, expected) in table {
-            let got = gw.authorize(token, 1999, "EUR").await;
-            match expected {
-                Ok(last4) => assert_eq!(got.map(|a| a.last4), Ok(last4.to_string()), "{token}"),
-                Err(code) => assert_eq!(
-                    got,
-                    Err(Decline {
-                        code: code.to_string()
-                    }),
-                    "{token}"
-                ),
-            }
+            assert_eq!(SimulatedGateway::decide(token), expected, "{token}");
         }
     }
 
-    #[tokio::test]
-    async fn every_approval_gets_its_own_payment_id() {
-        let gw = SimulatedGateway;
-        let a = gw.authorize("tok_visa", 1, "EUR").await.expect("approved");
-        let b = gw.authorize("tok_visa", 1, "EUR").await.expect("approved");
-        assert_ne!(a.payment_id, b.payment_id);
-    }
-
-    #[tokio::test]
-    async fn capture_and_void_always_succeed_in_the_simulation() {
-        let gw = SimulatedGateway;
-        let id = uuid::Uuid::now_v7();
-        assert!(gw.capture(id, 100, "EUR").await.is_ok());
-        assert!(gw.void(id).await.is_ok());
+    #[test]
+    fn the_same_event_always_makes_the_same_call_and_different_events_different_ones() {
+        let a = call_key(CallKind::Capture, "01a2");
+        assert_eq!(a, call_key(CallKind::Capture, "01a2"));
+        assert_ne!(a, call_key(CallKind::Void, "01a2"));
+        assert_ne!(a, call_key(CallKind::Capture, "01a3"));
     }
 }

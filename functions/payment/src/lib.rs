@@ -10,7 +10,8 @@ pub mod functions;
 pub mod gateway;
 pub mod pg;
 
-pub use pg::{PaymentRow, payments};
+pub use gateway::GatewayCall;
+pub use pg::{LedgerRow, PaymentAudit, PaymentRow, audit, payments};
 
 pub const SCHEMA: &str = "payments";
 

@@ -22,6 +22,30 @@ pub struct PaymentRow {
     pub amount_cents: i64,
 }
 
+/// One gateway call for `payments.ledger`.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerEntry<'a> {
+    pub idempotency_key: &'a str,
+    pub order_id: &'a str,
+    pub kind: crate::gateway::CallKind,
+    /// `approved` or `declined` for an authorization, `succeeded` otherwise.
+    pub outcome: &'a str,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+    pub gateway_ref: Option<Uuid>,
+    pub caused_by: &'a str,
+}
+
+/// A ledger row as `orderflow verify` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub idempotency_key: String,
+    pub order_id: String,
+    pub kind: String,
+    pub outcome: String,
+    pub amount_cents: i64,
+}
+
 pub struct PgPayments;
 
 impl PgPayments {
@@ -88,6 +112,28 @@ impl PgPayments {
         Ok(())
     }
 
+    /// Writes a gateway call to the ledger. The key is the call's identity: a second row
+    /// for it cannot be written (the primary key refuses it and the message is retried),
+    /// since the same key means the same call.
+    pub async fn record_call(conn: &mut PgConnection, e: LedgerEntry<'_>) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO payments.ledger
+                 (idempotency_key, order_id, kind, outcome, amount_cents, currency, gateway_ref, caused_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(e.idempotency_key)
+        .bind(e.order_id)
+        .bind(e.kind.as_str())
+        .bind(e.outcome)
+        .bind(e.amount_cents)
+        .bind(e.currency)
+        .bind(e.gateway_ref)
+        .bind(e.caused_by)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     pub async fn set_status(
         conn: &mut PgConnection,
         order_id: &str,
@@ -119,4 +165,59 @@ pub async fn payments(pool: &PgPool) -> anyhow::Result<Vec<PaymentRow>> {
             amount_cents: amount.unwrap_or(0),
         })
         .collect())
+}
+
+/// What `orderflow verify` reads of the payment service, in the caller's transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentAudit {
+    pub payments: Vec<PaymentRow>,
+    pub ledger: Vec<LedgerRow>,
+    /// The simulated gateway's record; `None` when the schema holds none (a real provider's
+    /// record lives with the provider).
+    pub gateway: Option<Vec<crate::gateway::GatewayCall>>,
+}
+
+pub async fn audit(conn: &mut PgConnection) -> sqlx::Result<PaymentAudit> {
+    let payments: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT order_id, status, amount_cents FROM payments.payments ORDER BY order_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let ledger: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT idempotency_key, order_id, kind, outcome, amount_cents
+         FROM payments.ledger ORDER BY order_id, recorded_at",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let simulated: bool = sqlx::query_scalar("SELECT to_regclass('gateway_sim.calls') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    let gateway = if simulated {
+        Some(crate::gateway::SimulatedGateway::calls(conn).await?)
+    } else {
+        None
+    };
+    Ok(PaymentAudit {
+        payments: payments
+            .into_iter()
+            .map(|(order_id, status, amount)| PaymentRow {
+                order_id,
+                status,
+                amount_cents: amount.unwrap_or(0),
+            })
+            .collect(),
+        ledger: ledger
+            .into_iter()
+            .map(
+                |(idempotency_key, order_id, kind, outcome, amount_cents)| LedgerRow {
+                    idempotency_key,
+                    order_id,
+                    kind,
+                    outcome,
+                    amount_cents,
+                },
+            )
+            .collect(),
+        gateway,
+    })
 }

@@ -370,3 +370,123 @@ async fn json_encoded_events_are_accepted_too() {
     assert_eq!(report.processed, 1);
     assert_eq!(h.processed().len(), 1);
 }
+
+/// The simulated gateway, except that the first call's answer is lost on the way back (a
+/// timeout after the provider acted): the transaction rolls back and the batch is retried.
+struct LosesFirstAnswer {
+    inner: payment::gateway::SimulatedGateway,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl payment::gateway::PaymentGateway for LosesFirstAnswer {
+    async fn authorize(
+        &self,
+        req: payment::gateway::AuthorizeRequest<'_>,
+    ) -> Result<payment::gateway::Authorization, payment::gateway::AuthorizeError> {
+        let answer = self.inner.authorize(req).await;
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(payment::gateway::AuthorizeError::Unavailable(
+                anyhow::anyhow!("answer lost"),
+            ));
+        }
+        answer
+    }
+    async fn capture(&self, req: payment::gateway::SettleRequest<'_>) -> anyhow::Result<()> {
+        self.inner.capture(req).await
+    }
+    async fn void(&self, req: payment::gateway::SettleRequest<'_>) -> anyhow::Result<()> {
+        self.inner.void(req).await
+    }
+}
+
+async fn gateway_calls(h: &Harness) -> Vec<payment::GatewayCall> {
+    let mut conn = h.env.ctx.pool.acquire().await.expect("conn");
+    payment::gateway::SimulatedGateway::calls(&mut conn)
+        .await
+        .expect("calls")
+}
+
+#[tokio::test]
+async fn a_retry_after_a_lost_answer_repeats_the_same_gateway_call_instead_of_charging_twice() {
+    let h = Harness::new().await;
+    let gateway = LosesFirstAnswer {
+        inner: payment::gateway::SimulatedGateway::new(&h.env.ctx.config.database_url)
+            .expect("gateway"),
+        lost: Default::default(),
+    };
+    let process = payment::functions::process_with(&h.env.ctx, Arc::new(gateway));
+    let event = created("o-lost", "tok_visa", 1500);
+    let ev = h.env.rmq_event(
+        "payment-process",
+        std::slice::from_ref(&event),
+        Encoding::Protobuf,
+    );
+    let json = serde_json::to_value(&ev).expect("event json");
+    assert!(
+        process.invoke(json.clone()).await.is_err(),
+        "first answer lost: batch fails"
+    );
+    assert!(h.row("o-lost").await.is_none_or(|r| r.status == "pending"));
+    process.invoke(json).await.expect("the retry succeeds");
+    assert_eq!(h.row("o-lost").await.expect("row").status, "authorized");
+
+    let calls = gateway_calls(&h).await;
+    assert_eq!(
+        calls.len(),
+        1,
+        "one authorization at the gateway: {calls:?}"
+    );
+    assert_eq!(calls[0].calls, 2, "asked twice under the same key");
+    let ledger: Vec<(String, Option<uuid::Uuid>)> = sqlx::query_as(
+        "SELECT idempotency_key, gateway_ref FROM payments.ledger WHERE order_id = 'o-lost'",
+    )
+    .fetch_all(&h.env.ctx.pool)
+    .await
+    .expect("ledger");
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].0, calls[0].idempotency_key);
+    assert_eq!(
+        ledger[0].1, calls[0].payment_id,
+        "the retry got the first answer back"
+    );
+}
+
+#[tokio::test]
+async fn every_gateway_call_of_an_order_is_one_ledger_row_keyed_by_its_causing_event() {
+    let h = Harness::new().await;
+    let create = created("o-led", "tok_visa", 700);
+    let confirm = confirmed("o-led", 700);
+    h.process(std::slice::from_ref(&create)).await;
+    h.settle(std::slice::from_ref(&confirm)).await;
+    // Redelivered: the inbox skips both, nothing new at the gateway or in the ledger.
+    h.process(std::slice::from_ref(&create)).await;
+    h.settle(std::slice::from_ref(&confirm)).await;
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT idempotency_key, kind, outcome, amount_cents FROM payments.ledger
+         WHERE order_id = 'o-led' ORDER BY recorded_at",
+    )
+    .fetch_all(&h.env.ctx.pool)
+    .await
+    .expect("ledger");
+    assert_eq!(
+        rows,
+        vec![
+            (
+                format!("authorize:{}", create.event_id),
+                "authorize".into(),
+                "approved".into(),
+                700
+            ),
+            (
+                format!("capture:{}", confirm.event_id),
+                "capture".into(),
+                "succeeded".into(),
+                700
+            ),
+        ]
+    );
+    let calls = gateway_calls(&h).await;
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.calls == 1), "{calls:?}");
+}

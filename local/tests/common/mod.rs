@@ -171,8 +171,13 @@ impl App {
 
     /// Every invariant check; panics listing the violations.
     pub async fn verify(&self) {
+        self.verify_with(local::verify::Expect::default()).await
+    }
+
+    /// Same, for a test that sent invalid input on purpose (or expects something else).
+    pub async fn verify_with(&self, expect: local::verify::Expect) {
         self.quiet().await;
-        let checks = local::verify::run(&self.stack.ctx, &self.queues)
+        let checks = local::verify::run(&self.stack.ctx, &self.queues, &expect)
             .await
             .expect("verify runs");
         let failed: Vec<String> = checks

@@ -170,14 +170,14 @@ pub struct OrderRow {
     pub items: Vec<(String, i64)>,
 }
 
-pub async fn all_orders(pool: &PgPool) -> sqlx::Result<Vec<OrderRow>> {
+pub async fn all_orders(conn: &mut sqlx::PgConnection) -> sqlx::Result<Vec<OrderRow>> {
     let heads: Vec<(Uuid, String, Option<String>, i64)> =
         sqlx::query_as("SELECT order_id, status, reason, total_cents FROM orders.orders ORDER BY created_at, order_id")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
     let lines: Vec<(Uuid, String, i64)> =
         sqlx::query_as("SELECT order_id, product_id, quantity::bigint FROM orders.order_items ORDER BY order_id, line")
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
     let mut by_order: std::collections::HashMap<Uuid, Vec<(String, i64)>> =
         std::collections::HashMap::new();

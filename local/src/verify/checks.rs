@@ -1,0 +1,613 @@
+//! The invariants of DESIGN.md section 2 as pure functions of a `Snapshot`: each returns
+//! its `Check` (violations and a summary), and each has unit tests that break the snapshot
+//! the way a bug would and expect the violation.
+//!
+//! No check restates a database constraint: each compares two records that a bug could make
+//! disagree (the shelf and the stock ledger, the orders and the payments ledger, the ledger
+//! and the gateway's own record, a notification and the event announcing it).
+
+use super::snapshot::Snapshot;
+use super::{Check, Expect};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Every check, in the order `verify` prints them.
+pub fn all(s: &Snapshot, expect: &Expect) -> Vec<Check> {
+    vec![
+        orders_final(s),
+        stock_conserved(s),
+        money_settled(s),
+        ledger_reconciled(s),
+        notifications_delivered(s),
+        nothing_lost(s, expect),
+        settled(s),
+        cache_agrees(s),
+    ]
+}
+
+/// Invariant 1: After quiescence every order is CONFIRMED or CANCELLED (with a known reason).
+pub fn orders_final(s: &Snapshot) -> Check {
+    let mut v = Vec::new();
+    let (mut confirmed, mut cancelled) = (0, 0);
+    for o in &s.orders {
+        match (o.status.as_str(), o.reason.as_deref()) {
+            ("CONFIRMED", None) => confirmed += 1,
+            ("CANCELLED", Some("out_of_stock" | "payment_declined" | "expired")) => cancelled += 1,
+            ("PENDING", _) => v.push(format!("order {} is still PENDING", o.order_id)),
+            (status, reason) => v.push(format!(
+                "order {} is {status} with reason {reason:?}",
+                o.order_id
+            )),
+        }
+    }
+    Check {
+        name: "every order is CONFIRMED or CANCELLED",
+        summary: format!(
+            "{} orders, {confirmed} confirmed, {cancelled} cancelled",
+            s.orders.len()
+        ),
+        violations: v,
+    }
+}
+
+/// Net units an order holds per product, by the stock ledger (reservations minus releases).
+fn held_by_order(s: &Snapshot) -> BTreeMap<&str, BTreeMap<&str, i64>> {
+    let mut held: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
+    for m in &s.stock.movements {
+        if let Some(order) = m.order_id.as_deref() {
+            *held
+                .entry(order)
+                .or_default()
+                .entry(m.product_id.as_str())
+                .or_default() -= m.delta;
+        }
+    }
+    held
+}
+
+/// Invariant 2: Stock is conserved and never negative, judged by the stock ledger: replaying every
+/// movement gives each product's shelf figure without ever going below zero, and each order
+/// holds by the ledger exactly what its state says (its lines when CONFIRMED, nothing when
+/// CANCELLED).
+pub fn stock_conserved(s: &Snapshot) -> Check {
+    let mut v = Vec::new();
+    let mut balance: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut went_negative: BTreeSet<&str> = BTreeSet::new();
+    let known: BTreeSet<&str> = s
+        .stock
+        .products
+        .iter()
+        .map(|p| p.product_id.as_str())
+        .collect();
+    for m in &s.stock.movements {
+        let (ok_sign, needs_order) = match m.kind.as_str() {
+            "reserve" => (m.delta < 0, true),
+            "release" => (m.delta > 0, true),
+            "restock" => (true, false),
+            other => {
+                v.push(format!(
+                    "movement {} has unknown kind {other}",
+                    m.movement_id
+                ));
+                continue;
+            }
+        };
+        if !ok_sign || needs_order != m.order_id.is_some() {
+            v.push(format!(
+                "movement {} ({} {} of {}) is malformed",
+                m.movement_id, m.kind, m.delta, m.product_id
+            ));
+        }
+        if !known.contains(m.product_id.as_str()) {
+            v.push(format!(
+                "movement {} is for unknown product {}",
+                m.movement_id, m.product_id
+            ));
+        }
+        let b = balance.entry(m.product_id.as_str()).or_default();
+        *b += m.delta;
+        if *b < 0 && went_negative.insert(m.product_id.as_str()) {
+            v.push(format!(
+                "{}: stock went to {} at movement {} (oversold)",
+                m.product_id, b, m.movement_id
+            ));
+        }
+    }
+    for p in &s.stock.products {
+        let ledger = balance.get(p.product_id.as_str()).copied().unwrap_or(0);
+        if ledger != p.available {
+            v.push(format!(
+                "{}: shelf says {} available, the stock ledger says {ledger}",
+                p.product_id, p.available
+            ));
+        }
+        if p.available < 0 {
+            v.push(format!(
+                "{}: available {} is negative",
+                p.product_id, p.available
+            ));
+        }
+    }
+    let held = held_by_order(s);
+    let orders: BTreeMap<String, &order::OrderRow> = s
+        .orders
+        .iter()
+        .map(|o| (o.order_id.to_string(), o))
+        .collect();
+    let reservations: BTreeMap<&str, &inventory::ReservationRow> = s
+        .stock
+        .reservations
+        .iter()
+        .map(|r| (r.order_id.as_str(), r))
+        .collect();
+    let mut units_confirmed = 0;
+    for o in &s.orders {
+        let id = o.order_id.to_string();
+        let mut want: BTreeMap<&str, i64> = BTreeMap::new();
+        for (p, q) in &o.items {
+            *want.entry(p.as_str()).or_default() += q;
+        }
+        let mut has: BTreeMap<&str, i64> = held.get(id.as_str()).cloned().unwrap_or_default();
+        has.retain(|_, q| *q != 0);
+        let reservation = reservations.get(id.as_str());
+        match o.status.as_str() {
+            "CONFIRMED" => {
+                units_confirmed += want.values().sum::<i64>();
+                if has != want {
+                    v.push(format!(
+                        "order {id} is CONFIRMED and holds {has:?} by the stock ledger, not {want:?}"
+                    ));
+                }
+                if reservation.is_none_or(|r| r.status != "reserved") {
+                    v.push(format!(
+                        "order {id} is CONFIRMED but its reservation is {}",
+                        reservation.map_or("missing", |r| r.status.as_str())
+                    ));
+                }
+            }
+            "CANCELLED" => {
+                if !has.is_empty() {
+                    v.push(format!(
+                        "order {id} is CANCELLED but still holds {has:?} by the stock ledger"
+                    ));
+                }
+                if reservation.is_some_and(|r| r.status == "reserved") {
+                    v.push(format!(
+                        "order {id} is CANCELLED but its reservation is still reserved"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    for id in held.keys() {
+        if !orders.contains_key(*id) {
+            v.push(format!("stock moved for unknown order {id}"));
+        }
+    }
+    Check {
+        name: "stock conserved by the ledger (shelf = replayed movements, never negative, each order holds what its state says)",
+        summary: format!(
+            "{} products, {} movements replayed, {units_confirmed} units held by confirmed orders",
+            s.stock.products.len(),
+            s.stock.movements.len()
+        ),
+        violations: v,
+    }
+}
+
+/// One money movement, as the ledger or the gateway records it.
+struct Call<'a> {
+    kind: &'a str,
+    outcome: &'a str,
+    amount: i64,
+}
+
+/// Violations of one order's calls (from one record, `source`): at most one approved
+/// authorization, capture and void; a CONFIRMED order captured once for its total; a
+/// CANCELLED one never captured; no approved authorization left open on a final order.
+fn order_money(
+    source: &str,
+    order: &order::OrderRow,
+    calls: &[Call<'_>],
+    v: &mut Vec<String>,
+) -> i64 {
+    let id = order.order_id;
+    let count = |kind: &str, outcome: &str| {
+        calls
+            .iter()
+            .filter(|c| c.kind == kind && c.outcome == outcome)
+            .count()
+    };
+    let (auths, captures, voids) = (
+        count("authorize", "approved"),
+        count("capture", "succeeded"),
+        count("void", "succeeded"),
+    );
+    for (what, n) in [
+        ("authorized", auths),
+        ("captured", captures),
+        ("voided", voids),
+    ] {
+        if n > 1 {
+            v.push(format!("{source}: order {id} was {what} {n} times"));
+        }
+    }
+    let captured: i64 = calls
+        .iter()
+        .filter(|c| c.kind == "capture" && c.outcome == "succeeded")
+        .map(|c| c.amount)
+        .sum();
+    match order.status.as_str() {
+        "CONFIRMED" => {
+            if captures == 0 {
+                v.push(format!(
+                    "{source}: order {id} is CONFIRMED but was never captured"
+                ));
+            } else if captured != order.total_cents {
+                v.push(format!(
+                    "{source}: order {id} captured {captured}, its total is {}",
+                    order.total_cents
+                ));
+            }
+        }
+        "CANCELLED" if captures > 0 => v.push(format!(
+            "{source}: order {id} is CANCELLED but {captured} was captured"
+        )),
+        _ => {}
+    }
+    if order.status != "PENDING" && auths > 0 && captures + voids == 0 {
+        v.push(format!(
+            "{source}: order {id} is {} with its authorization left open (neither captured nor voided)",
+            order.status
+        ));
+    }
+    captured
+}
+
+/// Invariant 3: Money: a CONFIRMED order has exactly one capture of its total, a CANCELLED one none,
+/// no final order keeps an open authorization, and nothing is authorized, captured or
+/// voided twice: judged on the payments ledger and, when there is one, on the gateway's
+/// own record (which sees calls whose transaction rolled back).
+pub fn money_settled(s: &Snapshot) -> Check {
+    let mut v = Vec::new();
+    let mut ledger: BTreeMap<&str, Vec<Call<'_>>> = BTreeMap::new();
+    for r in &s.payments.ledger {
+        ledger.entry(r.order_id.as_str()).or_default().push(Call {
+            kind: &r.kind,
+            outcome: &r.outcome,
+            amount: r.amount_cents,
+        });
+    }
+    let mut gateway: BTreeMap<&str, Vec<Call<'_>>> = BTreeMap::new();
+    for c in s.payments.gateway.iter().flatten() {
+        gateway.entry(c.order_id.as_str()).or_default().push(Call {
+            kind: &c.kind,
+            outcome: &c.outcome,
+            amount: c.amount_cents,
+        });
+    }
+    let status: BTreeMap<&str, &str> = s
+        .payments
+        .payments
+        .iter()
+        .map(|p| (p.order_id.as_str(), p.status.as_str()))
+        .collect();
+    let mut captured = 0;
+    let known: BTreeSet<String> = s.orders.iter().map(|o| o.order_id.to_string()).collect();
+    for o in &s.orders {
+        let id = o.order_id.to_string();
+        let calls = ledger.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        captured += order_money("ledger", o, calls, &mut v);
+        if s.payments.gateway.is_some() {
+            let calls = gateway.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            order_money("gateway", o, calls, &mut v);
+        }
+        let st = status.get(id.as_str()).copied();
+        match o.status.as_str() {
+            "CONFIRMED" if st != Some("captured") => v.push(format!(
+                "order {id} is CONFIRMED but its payment is {}",
+                st.unwrap_or("missing")
+            )),
+            "CANCELLED" if st == Some("captured") => v.push(format!(
+                "order {id} is CANCELLED but its payment is captured"
+            )),
+            _ => {}
+        }
+    }
+    for order_id in ledger.keys().chain(gateway.keys()) {
+        if !known.contains(*order_id) {
+            v.push(format!("money moved for unknown order {order_id}"));
+        }
+    }
+    Check {
+        name: "one capture of the total per confirmed order, none for cancelled ones, no authorization left open",
+        summary: format!(
+            "{} ledger rows{}, {captured} minor units captured",
+            s.payments.ledger.len(),
+            match &s.payments.gateway {
+                Some(g) => format!(", {} gateway calls", g.len()),
+                None => String::new(),
+            }
+        ),
+        violations: v,
+    }
+}
+
+/// Invariant 3b: Every gateway call is in the payments ledger once, as the gateway answered it, and
+/// every ledger row is a call the gateway saw: a call made in a transaction that rolled back
+/// and was never made again with the same key shows here.
+pub fn ledger_reconciled(s: &Snapshot) -> Check {
+    let name = "every gateway call is in the payments ledger, as the gateway answered it";
+    let Some(gateway) = &s.payments.gateway else {
+        return Check {
+            name,
+            summary: "no gateway record to reconcile with (a real provider keeps its own)".into(),
+            violations: vec![],
+        };
+    };
+    let mut v = Vec::new();
+    let ledger: BTreeMap<&str, &payment::LedgerRow> = s
+        .payments
+        .ledger
+        .iter()
+        .map(|r| (r.idempotency_key.as_str(), r))
+        .collect();
+    let mut repeats = 0;
+    let mut seen = BTreeSet::new();
+    for c in gateway {
+        seen.insert(c.idempotency_key.as_str());
+        repeats += c.calls - 1;
+        match ledger.get(c.idempotency_key.as_str()) {
+            None => v.push(format!(
+                "gateway {} {} of order {} ({}) is not in the ledger",
+                c.kind, c.outcome, c.order_id, c.idempotency_key
+            )),
+            Some(r)
+                if r.kind != c.kind
+                    || r.outcome != c.outcome
+                    || r.amount_cents != c.amount_cents =>
+            {
+                v.push(format!(
+                    "ledger says {} {} {} for {}, the gateway {} {} {}",
+                    r.kind,
+                    r.outcome,
+                    r.amount_cents,
+                    c.idempotency_key,
+                    c.kind,
+                    c.outcome,
+                    c.amount_cents
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for r in &s.payments.ledger {
+        // Rows carried over by the ledger's migration predate the gateway's record.
+        if !seen.contains(r.idempotency_key.as_str()) && !r.idempotency_key.starts_with("migrated:")
+        {
+            v.push(format!(
+                "ledger row {} ({} of order {}) has no gateway call",
+                r.idempotency_key, r.kind, r.order_id
+            ));
+        }
+    }
+    Check {
+        name,
+        summary: format!(
+            "{} gateway calls, {} ledger rows, {repeats} repeated keys answered from the gateway's record",
+            gateway.len(),
+            s.payments.ledger.len()
+        ),
+        violations: v,
+    }
+}
+
+/// Invariant 4: Exactly one customer notification per order and state reached (received, then
+/// confirmed or cancelled), each delivered, each announced by exactly one
+/// `notification.sent`.
+pub fn notifications_delivered(s: &Snapshot) -> Check {
+    let mut v = Vec::new();
+    let mut kinds: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut announced: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in &s.notifications.sent_events {
+        *announced.entry(id.as_str()).or_default() += 1;
+    }
+    let mut delivered = 0;
+    let mut ids = BTreeSet::new();
+    for n in &s.notifications.notifications {
+        kinds
+            .entry(n.order_id.as_str())
+            .or_default()
+            .push(n.kind.as_str());
+        let id = n.notification_id.to_string();
+        match announced.get(id.as_str()).copied().unwrap_or(0) {
+            1 => {}
+            k => v.push(format!(
+                "notification {} ({} of order {}) was announced {k} times",
+                id, n.kind, n.order_id
+            )),
+        }
+        ids.insert(id);
+        if n.status == "delivered" {
+            delivered += 1;
+        } else {
+            v.push(format!(
+                "notification {} of order {} is {}, not delivered",
+                n.kind, n.order_id, n.status
+            ));
+        }
+    }
+    for id in announced.keys() {
+        if !ids.contains(*id) {
+            v.push(format!("notification.sent for unknown notification {id}"));
+        }
+    }
+    let known: BTreeSet<String> = s.orders.iter().map(|o| o.order_id.to_string()).collect();
+    for order_id in kinds.keys() {
+        if !known.contains(*order_id) {
+            v.push(format!("notification for unknown order {order_id}"));
+        }
+    }
+    for o in &s.orders {
+        let id = o.order_id.to_string();
+        let got: Vec<&str> = kinds.get(id.as_str()).cloned().unwrap_or_default();
+        let mut want = vec!["order_received"];
+        match o.status.as_str() {
+            "CONFIRMED" => want.push("order_confirmed"),
+            "CANCELLED" => want.push("order_cancelled"),
+            _ => continue,
+        }
+        for k in &want {
+            match got.iter().filter(|g| *g == k).count() {
+                1 => {}
+                n => v.push(format!(
+                    "order {id} ({}) has {n} {k} notifications",
+                    o.status
+                )),
+            }
+        }
+        for g in got.iter().filter(|g| !want.contains(g)) {
+            v.push(format!("order {id} is {} but was notified {g}", o.status));
+        }
+    }
+    Check {
+        name: "exactly one delivered notification per order and state",
+        summary: format!(
+            "{} notifications, {delivered} delivered, {} announced",
+            s.notifications.notifications.len(),
+            s.notifications.sent_events.len()
+        ),
+        violations: v,
+    }
+}
+
+/// Invariant 5: No event lost: every outbox row published; every dead-letter queue present; dead
+/// letters only when invalid input was sent, and each with its reason.
+pub fn nothing_lost(s: &Snapshot, expect: &Expect) -> Check {
+    let mut v = Vec::new();
+    let mut unpublished = 0;
+    for (schema, n, age) in &s.outbox {
+        unpublished += n;
+        if *n > 0 {
+            v.push(format!(
+                "{schema}: {n} outbox rows unpublished, oldest {age:.1} s"
+            ));
+        }
+    }
+    let mut dead = 0;
+    for d in &s.dead_letters {
+        match &d.letters {
+            Err(e) => v.push(format!("{}: {e}", d.queue)),
+            Ok(letters) => {
+                dead += letters.len();
+                let unexplained = letters.iter().filter(|r| r.is_none()).count();
+                if unexplained > 0 {
+                    v.push(format!(
+                        "{}: {unexplained} dead letters without a reason (the broker gave up on them: not invalid input)",
+                        d.queue
+                    ));
+                }
+                if !expect.invalid_input && unexplained < letters.len() {
+                    let first = letters.iter().flatten().next().cloned().unwrap_or_default();
+                    v.push(format!(
+                        "{}: {} parked although no invalid input was sent (first reason: {first})",
+                        d.queue,
+                        letters.len() - unexplained
+                    ));
+                }
+            }
+        }
+    }
+    Check {
+        name: "no event lost (outboxes published, dead letters only for invalid input)",
+        summary: format!(
+            "{unpublished} unpublished, {dead} dead letters in {} dead-letter queues{}",
+            s.dead_letters.len(),
+            if expect.invalid_input {
+                " (invalid input was sent)"
+            } else {
+                ""
+            }
+        ),
+        violations: v,
+    }
+}
+
+/// The system is settled: no message ready or unacknowledged in any function queue.
+pub fn settled(s: &Snapshot) -> Check {
+    let mut v = Vec::new();
+    let (mut ready, mut unacked) = (0, 0);
+    for q in &s.queues {
+        match &q.depth {
+            Err(e) => v.push(format!("{}: {e}", q.queue)),
+            Ok(d) => {
+                ready += d.ready;
+                if d.ready > 0 {
+                    v.push(format!("{}: {} messages ready", q.queue, d.ready));
+                }
+                match &d.unacked {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        unacked += n;
+                        v.push(format!(
+                            "{}: {n} messages unacknowledged (in flight)",
+                            q.queue
+                        ));
+                    }
+                    Err(e) => v.push(format!("{}: unacknowledged count unknown ({e})", q.queue)),
+                }
+            }
+        }
+    }
+    Check {
+        name: "settled (no message ready or in flight in any function queue)",
+        summary: format!(
+            "{} queues, {ready} ready, {unacked} unacknowledged",
+            s.queues.len()
+        ),
+        violations: v,
+    }
+}
+
+/// Invariant 6: The Redis stock cache agrees with Postgres on every entry it holds. Expired entries
+/// cannot be stale; the summary says how many entries were actually compared.
+pub fn cache_agrees(s: &Snapshot) -> Check {
+    let mut v = Vec::new();
+    let mut compared = 0;
+    match &s.cache {
+        Err(e) => v.push(format!("could not read the stock cache: {e}")),
+        Ok(entries) => {
+            let db: BTreeMap<&str, &inventory::ProductFigure> = s
+                .stock
+                .products
+                .iter()
+                .map(|p| (p.product_id.as_str(), p))
+                .collect();
+            for (id, hit) in entries {
+                let Some(hit) = hit else { continue };
+                compared += 1;
+                match db.get(id.as_str()) {
+                    None => v.push(format!("stock cache holds unknown product {id}")),
+                    Some(p) if p.available != hit.available || p.version != hit.version => {
+                        v.push(format!(
+                            "stock cache of {id}: cache says available {} (version {}), Postgres says {} (version {})",
+                            hit.available, hit.version, p.available, p.version
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    Check {
+        name: "Redis stock cache agrees with Postgres",
+        summary: format!(
+            "{compared} cached entries compared, {} products not cached (expired or never read)",
+            s.stock.products.len().saturating_sub(compared)
+        ),
+        violations: v,
+    }
+}
+
+#[cfg(test)]
+mod tests;

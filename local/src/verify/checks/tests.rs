@@ -1,0 +1,519 @@
+//! Each check on a clean snapshot (no violation) and on the snapshot broken the way a bug
+//! would break it (the violation it must report); then repaired, clean again.
+
+use super::*;
+use crate::broker::{DeadLetterProbe, QueueDepth, QueueProbe};
+use inventory::domain::StockFigure;
+use inventory::{MovementRow, ProductFigure, ReservationRow};
+use notification::NotificationRow;
+use payment::{GatewayCall, LedgerRow, PaymentRow};
+use uuid::Uuid;
+
+const CONFIRMED: u128 = 1;
+const DECLINED: u128 = 2;
+const NO_STOCK: u128 = 3;
+
+fn oid(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn order(n: u128, status: &str, reason: Option<&str>, items: &[(&str, i64)]) -> order::OrderRow {
+    order::OrderRow {
+        order_id: oid(n),
+        status: status.into(),
+        reason: reason.map(Into::into),
+        total_cents: items.iter().map(|(_, q)| q * 100).sum(),
+        items: items.iter().map(|(p, q)| (p.to_string(), *q)).collect(),
+    }
+}
+
+fn mv(id: i64, product: &str, kind: &str, order: Option<u128>, delta: i64) -> MovementRow {
+    MovementRow {
+        movement_id: id,
+        product_id: product.into(),
+        kind: kind.into(),
+        order_id: order.map(|n| oid(n).to_string()),
+        delta,
+    }
+}
+
+fn call(
+    key: &str,
+    kind: &str,
+    order: u128,
+    outcome: &str,
+    amount: i64,
+) -> (LedgerRow, GatewayCall) {
+    (
+        LedgerRow {
+            idempotency_key: key.into(),
+            order_id: oid(order).to_string(),
+            kind: kind.into(),
+            outcome: outcome.into(),
+            amount_cents: amount,
+        },
+        GatewayCall {
+            idempotency_key: key.into(),
+            kind: kind.into(),
+            order_id: oid(order).to_string(),
+            amount_cents: amount,
+            payment_id: None,
+            outcome: outcome.into(),
+            calls: 1,
+        },
+    )
+}
+
+fn note(n: u128, order: u128, kind: &str) -> NotificationRow {
+    NotificationRow {
+        notification_id: Uuid::from_u128(1000 + n),
+        order_id: oid(order).to_string(),
+        kind: kind.into(),
+        status: "delivered".into(),
+    }
+}
+
+/// Three orders, one of each outcome, every record agreeing: sku-a had 10, the confirmed
+/// order holds 2; sku-b had 1, the declined order reserved it and gave it back; the
+/// out-of-stock order asked for 5 of sku-b and got nothing.
+fn clean() -> Snapshot {
+    let orders = vec![
+        order(CONFIRMED, "CONFIRMED", None, &[("sku-a", 2)]),
+        order(
+            DECLINED,
+            "CANCELLED",
+            Some("payment_declined"),
+            &[("sku-b", 1)],
+        ),
+        order(NO_STOCK, "CANCELLED", Some("out_of_stock"), &[("sku-b", 5)]),
+    ];
+    let stock = inventory::StockAudit {
+        products: vec![
+            ProductFigure {
+                product_id: "sku-a".into(),
+                available: 8,
+                version: 2,
+            },
+            ProductFigure {
+                product_id: "sku-b".into(),
+                available: 1,
+                version: 3,
+            },
+        ],
+        movements: vec![
+            mv(1, "sku-a", "restock", None, 10),
+            mv(2, "sku-b", "restock", None, 1),
+            mv(3, "sku-a", "reserve", Some(CONFIRMED), -2),
+            mv(4, "sku-b", "reserve", Some(DECLINED), -1),
+            mv(5, "sku-b", "release", Some(DECLINED), 1),
+        ],
+        reservations: vec![
+            ReservationRow {
+                order_id: oid(CONFIRMED).to_string(),
+                status: "reserved".into(),
+                items: vec![("sku-a".into(), 2)],
+            },
+            ReservationRow {
+                order_id: oid(DECLINED).to_string(),
+                status: "released".into(),
+                items: vec![("sku-b".into(), 1)],
+            },
+            ReservationRow {
+                order_id: oid(NO_STOCK).to_string(),
+                status: "rejected".into(),
+                items: vec![],
+            },
+        ],
+    };
+    let calls = [
+        call("authorize:e1", "authorize", CONFIRMED, "approved", 200),
+        call("capture:e2", "capture", CONFIRMED, "succeeded", 200),
+        call("authorize:e3", "authorize", DECLINED, "declined", 100),
+        call("authorize:e4", "authorize", NO_STOCK, "approved", 500),
+        call("void:e5", "void", NO_STOCK, "succeeded", 500),
+    ];
+    let payments = payment::PaymentAudit {
+        payments: vec![
+            PaymentRow {
+                order_id: oid(CONFIRMED).to_string(),
+                status: "captured".into(),
+                amount_cents: 200,
+            },
+            PaymentRow {
+                order_id: oid(DECLINED).to_string(),
+                status: "declined".into(),
+                amount_cents: 100,
+            },
+            PaymentRow {
+                order_id: oid(NO_STOCK).to_string(),
+                status: "voided".into(),
+                amount_cents: 500,
+            },
+        ],
+        ledger: calls.iter().map(|c| c.0.clone()).collect(),
+        gateway: Some(calls.iter().map(|c| c.1.clone()).collect()),
+    };
+    let notifications = vec![
+        note(1, CONFIRMED, "order_received"),
+        note(2, CONFIRMED, "order_confirmed"),
+        note(3, DECLINED, "order_received"),
+        note(4, DECLINED, "order_cancelled"),
+        note(5, NO_STOCK, "order_received"),
+        note(6, NO_STOCK, "order_cancelled"),
+    ];
+    let sent_events = notifications
+        .iter()
+        .map(|n| n.notification_id.to_string())
+        .collect();
+    Snapshot {
+        orders,
+        stock,
+        payments,
+        notifications: notification::NotificationAudit {
+            notifications,
+            sent_events,
+        },
+        outbox: vec![("orders".into(), 0, 0.0), ("inventory".into(), 0, 0.0)],
+        queues: vec![QueueProbe {
+            queue: "order-saga".into(),
+            depth: Ok(QueueDepth {
+                ready: 0,
+                unacked: Ok(0),
+            }),
+        }],
+        dead_letters: vec![DeadLetterProbe {
+            queue: "order-saga.dlq".into(),
+            letters: Ok(vec![]),
+        }],
+        cache: Ok(vec![
+            (
+                "sku-a".into(),
+                Some(StockFigure {
+                    version: 2,
+                    available: 8,
+                }),
+            ),
+            ("sku-b".into(), None),
+        ]),
+    }
+}
+
+fn violations(c: &Check) -> String {
+    c.violations.join("\n")
+}
+
+/// The check passes on `clean()`, fails on `broken` with a violation containing `expect`.
+fn fails_with(check: fn(&Snapshot) -> Check, broken: &Snapshot, expect: &str) {
+    let ok = check(&clean());
+    assert!(ok.ok(), "clean snapshot: {}", violations(&ok));
+    let bad = check(broken);
+    assert!(
+        bad.violations.iter().any(|v| v.contains(expect)),
+        "expected a violation containing {expect:?}, got:\n{}",
+        violations(&bad)
+    );
+}
+
+#[test]
+fn a_clean_snapshot_passes_every_check() {
+    for c in all(&clean(), &Expect::default()) {
+        assert!(c.ok(), "{}", c.line());
+    }
+}
+
+#[test]
+fn a_pending_order_fails_every_order_final() {
+    let mut s = clean();
+    s.orders[0].status = "PENDING".into();
+    fails_with(orders_final, &s, "still PENDING");
+}
+
+#[test]
+fn stock_taken_without_a_ledger_row_is_a_leak() {
+    let mut s = clean();
+    s.stock.products[0].available -= 1;
+    fails_with(stock_conserved, &s, "the stock ledger says 8");
+}
+
+#[test]
+fn a_reseed_after_a_leak_does_not_launder_it() {
+    // A unit leaked (shelf 7, ledger 8); then a re-seed to 50 records the difference it
+    // made on the shelf (+43): the ledger says 51, the shelf 50.
+    let mut s = clean();
+    s.stock.products[0].available = 50;
+    s.stock
+        .movements
+        .push(mv(6, "sku-a", "restock", None, 50 - 7));
+    fails_with(
+        stock_conserved,
+        &s,
+        "shelf says 50 available, the stock ledger says 51",
+    );
+    // The same re-seed without a leak before it is clean.
+    let mut s = clean();
+    s.stock.products[0].available = 50;
+    s.stock
+        .movements
+        .push(mv(6, "sku-a", "restock", None, 50 - 8));
+    assert!(stock_conserved(&s).ok(), "{}", stock_conserved(&s).line());
+}
+
+#[test]
+fn selling_the_last_unit_twice_shows_as_the_ledger_going_negative() {
+    // Both orders took sku-b's only unit; a restock later hides it on the shelf.
+    let mut s = clean();
+    s.stock.movements.truncate(3);
+    s.stock
+        .movements
+        .push(mv(4, "sku-b", "reserve", Some(DECLINED), -1));
+    s.stock
+        .movements
+        .push(mv(5, "sku-b", "reserve", Some(NO_STOCK), -1));
+    s.stock.movements.push(mv(6, "sku-b", "restock", None, 3));
+    s.stock.products[1].available = 1;
+    fails_with(stock_conserved, &s, "oversold");
+}
+
+#[test]
+fn a_cancelled_order_that_keeps_its_stock_is_reported() {
+    let mut s = clean();
+    s.stock.movements.pop(); // the release never happened
+    s.stock.products[1].available = 0;
+    fails_with(stock_conserved, &s, "is CANCELLED but still holds");
+}
+
+#[test]
+fn a_reservation_applied_twice_is_reported() {
+    let mut s = clean();
+    s.stock
+        .movements
+        .push(mv(6, "sku-a", "reserve", Some(CONFIRMED), -2));
+    s.stock.products[0].available = 6;
+    fails_with(stock_conserved, &s, "is CONFIRMED and holds");
+}
+
+#[test]
+fn stock_moved_for_an_order_nobody_placed_is_reported() {
+    let mut s = clean();
+    s.stock
+        .movements
+        .push(mv(6, "sku-a", "reserve", Some(99), -1));
+    s.stock.products[0].available = 7;
+    fails_with(stock_conserved, &s, "unknown order");
+}
+
+#[test]
+fn a_cancelled_order_whose_authorization_was_never_voided_keeps_money() {
+    let mut s = clean();
+    s.payments.ledger.retain(|r| r.idempotency_key != "void:e5");
+    if let Some(g) = s.payments.gateway.as_mut() {
+        g.retain(|c| c.idempotency_key != "void:e5");
+    }
+    fails_with(money_settled, &s, "authorization left open");
+}
+
+#[test]
+fn a_second_authorization_at_the_gateway_is_seen_even_if_the_ledger_lost_it() {
+    // The first call's transaction rolled back, the retry used a new key: the gateway holds
+    // two authorizations, the ledger one.
+    let mut s = clean();
+    let (_, extra) = call("authorize:other", "authorize", CONFIRMED, "approved", 200);
+    if let Some(g) = s.payments.gateway.as_mut() {
+        g.push(extra);
+    }
+    fails_with(
+        money_settled,
+        &s,
+        "gateway: order 00000000-0000-0000-0000-000000000001 was authorized 2 times",
+    );
+    fails_with(ledger_reconciled, &s, "is not in the ledger");
+}
+
+#[test]
+fn a_repeated_key_answered_from_the_gateways_record_is_not_a_second_charge() {
+    let mut s = clean();
+    if let Some(g) = s.payments.gateway.as_mut() {
+        g[0].calls = 3;
+    }
+    assert!(money_settled(&s).ok(), "{}", money_settled(&s).line());
+    let c = ledger_reconciled(&s);
+    assert!(c.ok(), "{}", c.line());
+    assert!(c.summary.contains("2 repeated keys"), "{}", c.summary);
+}
+
+#[test]
+fn a_capture_of_the_wrong_amount_is_reported() {
+    let mut s = clean();
+    s.payments.ledger[1].amount_cents = 150;
+    fails_with(money_settled, &s, "captured 150, its total is 200");
+    fails_with(ledger_reconciled, &s, "ledger says capture succeeded 150");
+}
+
+#[test]
+fn a_confirmed_order_never_captured_and_a_cancelled_one_captured_are_reported() {
+    let mut s = clean();
+    s.payments.ledger.retain(|r| r.kind != "capture");
+    fails_with(money_settled, &s, "CONFIRMED but was never captured");
+    let mut s = clean();
+    let (l, g) = call("capture:e9", "capture", NO_STOCK, "succeeded", 500);
+    s.payments.ledger.push(l);
+    if let Some(gw) = s.payments.gateway.as_mut() {
+        gw.push(g);
+    }
+    fails_with(money_settled, &s, "CANCELLED but 500 was captured");
+}
+
+#[test]
+fn a_ledger_row_the_gateway_never_saw_is_reported() {
+    let mut s = clean();
+    let (l, _) = call("void:e9", "void", DECLINED, "succeeded", 100);
+    s.payments.ledger.push(l);
+    fails_with(ledger_reconciled, &s, "has no gateway call");
+}
+
+#[test]
+fn without_a_gateway_record_the_ledger_alone_is_judged() {
+    let mut s = clean();
+    s.payments.gateway = None;
+    assert!(ledger_reconciled(&s).ok());
+    s.payments.ledger.retain(|r| r.idempotency_key != "void:e5");
+    assert!(!money_settled(&s).ok());
+}
+
+#[test]
+fn a_notification_stuck_pending_or_failed_is_reported() {
+    for status in ["pending", "failed"] {
+        let mut s = clean();
+        s.notifications.notifications[1].status = status.into();
+        fails_with(
+            notifications_delivered,
+            &s,
+            &format!("is {status}, not delivered"),
+        );
+    }
+}
+
+#[test]
+fn a_missing_wrong_or_twice_announced_notification_is_reported() {
+    let mut s = clean();
+    s.notifications.notifications.remove(1);
+    s.notifications.sent_events.remove(1);
+    fails_with(
+        notifications_delivered,
+        &s,
+        "has 0 order_confirmed notifications",
+    );
+
+    let mut s = clean();
+    s.notifications.notifications[1].kind = "order_cancelled".into();
+    fails_with(notifications_delivered, &s, "was notified order_cancelled");
+
+    let mut s = clean();
+    let again = s.notifications.sent_events[0].clone();
+    s.notifications.sent_events.push(again);
+    fails_with(notifications_delivered, &s, "was announced 2 times");
+
+    let mut s = clean();
+    s.notifications
+        .notifications
+        .push(note(9, 99, "order_received"));
+    s.notifications
+        .sent_events
+        .push(Uuid::from_u128(1009).to_string());
+    fails_with(notifications_delivered, &s, "unknown order");
+}
+
+fn lost(s: &Snapshot) -> Check {
+    nothing_lost(s, &Expect::default())
+}
+
+#[test]
+fn an_unpublished_outbox_row_is_a_lost_event() {
+    let mut s = clean();
+    s.outbox[1].1 = 2;
+    fails_with(lost, &s, "inventory: 2 outbox rows unpublished");
+}
+
+#[test]
+fn a_missing_dead_letter_queue_is_a_violation_not_zero_dead_letters() {
+    let mut s = clean();
+    s.dead_letters.insert(
+        0,
+        DeadLetterProbe {
+            queue: "inventory-reserve.dlq".into(),
+            letters: Err("queue inventory-reserve.dlq is missing".into()),
+        },
+    );
+    fails_with(lost, &s, "is missing");
+}
+
+#[test]
+fn dead_letters_need_invalid_input_and_always_a_reason() {
+    let mut s = clean();
+    s.dead_letters[0].letters = Ok(vec![Some("cannot decode".into())]);
+    fails_with(lost, &s, "parked although no invalid input was sent");
+    let sent_invalid = Expect {
+        invalid_input: true,
+    };
+    assert!(nothing_lost(&s, &sent_invalid).ok());
+    s.dead_letters[0].letters = Ok(vec![Some("cannot decode".into()), None]);
+    let c = nothing_lost(&s, &sent_invalid);
+    assert!(
+        c.violations.iter().any(|v| v.contains("without a reason")),
+        "{}",
+        c.line()
+    );
+}
+
+#[test]
+fn a_batch_in_flight_is_not_settled() {
+    let mut s = clean();
+    s.queues[0].depth = Ok(QueueDepth {
+        ready: 0,
+        unacked: Ok(7),
+    });
+    fails_with(settled, &s, "7 messages unacknowledged");
+    let mut s = clean();
+    s.queues[0].depth = Ok(QueueDepth {
+        ready: 3,
+        unacked: Ok(0),
+    });
+    fails_with(settled, &s, "3 messages ready");
+    let mut s = clean();
+    s.queues[0].depth = Ok(QueueDepth {
+        ready: 0,
+        unacked: Err("management API unreachable".into()),
+    });
+    fails_with(settled, &s, "unacknowledged count unknown");
+    let mut s = clean();
+    s.queues[0].depth = Err("queue order-saga is missing".into());
+    fails_with(settled, &s, "is missing");
+}
+
+#[test]
+fn a_stale_cache_entry_is_reported_and_expired_ones_are_counted_not_compared() {
+    let mut s = clean();
+    s.cache = Ok(vec![(
+        "sku-a".into(),
+        Some(StockFigure {
+            version: 1,
+            available: 10,
+        }),
+    )]);
+    fails_with(cache_agrees, &s, "cache says available 10 (version 1)");
+
+    let mut s = clean();
+    s.cache = Ok(vec![("sku-a".into(), None), ("sku-b".into(), None)]);
+    let c = cache_agrees(&s);
+    assert!(c.ok());
+    assert!(
+        c.summary
+            .starts_with("0 cached entries compared, 2 products"),
+        "{}",
+        c.summary
+    );
+
+    let mut s = clean();
+    s.cache = Err("connection refused".into());
+    fails_with(cache_agrees, &s, "could not read the stock cache");
+}
