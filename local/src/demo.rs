@@ -221,7 +221,7 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         &orders,
         &stock,
         &seen,
-        &crate::outcomes::guaranteed(&orders, &stock),
+        &crate::outcomes::guaranteed(orders.iter().map(|p| &p.inputs), &stock),
     );
 
     wait_quiet(stack, queues, Duration::from_secs(30)).await?;

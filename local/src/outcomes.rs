@@ -118,30 +118,41 @@ impl Report {
             .iter()
             .map(|(label, n)| format!("{n} {label}"))
             .collect();
-        let mut s = format!(
-            "{} final states match the inputs (card, products, stock): {orders} orders: {}",
-            if self.ok() { "ok  " } else { "FAIL" },
-            states.join(", ")
-        );
-        for v in self.violations.iter().take(10) {
-            s.push_str(&format!("\n       - {v}"));
-        }
-        if self.violations.len() > 10 {
-            s.push_str(&format!(
-                "\n       ... and {} more",
-                self.violations.len() - 10
-            ));
-        }
-        s
+        verdict_line(
+            "final states match the inputs (card, products, stock)",
+            &format!("{orders} orders: {}", states.join(", ")),
+            &self.violations,
+        )
     }
 }
 
-/// Products whose demand over all `placed` orders exceeds their stock: only orders holding
-/// one of them can run out. A product without a stock figure counts as scarce.
-pub fn scarce(placed: &[Placed], stock: &BTreeMap<String, i64>) -> BTreeSet<String> {
+/// A verdict in the layout of `orderflow verify`: `ok`/`FAIL`, name, summary, then up to
+/// ten violations, one per line.
+pub fn verdict_line(name: &str, summary: &str, violations: &[String]) -> String {
+    let mark = if violations.is_empty() {
+        "ok  "
+    } else {
+        "FAIL"
+    };
+    let mut s = format!("{mark} {name}: {summary}");
+    for v in violations.iter().take(10) {
+        s.push_str(&format!("\n       - {v}"));
+    }
+    if violations.len() > 10 {
+        s.push_str(&format!("\n       ... and {} more", violations.len() - 10));
+    }
+    s
+}
+
+/// Products whose demand over all the run's orders exceeds their stock: only orders
+/// holding one of them can run out. A product without a stock figure counts as scarce.
+pub fn scarce<'a>(
+    orders: impl IntoIterator<Item = &'a Inputs>,
+    stock: &BTreeMap<String, i64>,
+) -> BTreeSet<String> {
     let mut demand: BTreeMap<&str, i64> = BTreeMap::new();
-    for p in placed {
-        for (product, q) in &p.inputs.items {
+    for i in orders {
+        for (product, q) in &i.items {
             *demand.entry(product.as_str()).or_default() += q;
         }
     }
@@ -156,13 +167,16 @@ pub fn scarce(placed: &[Placed], stock: &BTreeMap<String, i64>) -> BTreeSet<Stri
 /// confirms, a declined card on plentiful products is declined, and when good cards alone
 /// ask for more of a product than its stock, confirmed orders keep what they reserved, so
 /// at least one of those orders runs out.
-pub fn guaranteed(placed: &[Placed], stock: &BTreeMap<String, i64>) -> BTreeSet<Class> {
-    let scarce = scarce(placed, stock);
+pub fn guaranteed<'a>(
+    orders: impl IntoIterator<Item = &'a Inputs> + Clone,
+    stock: &BTreeMap<String, i64>,
+) -> BTreeSet<Class> {
+    let scarce = scarce(orders.clone(), stock);
     let holds_scarce = |i: &Inputs| i.items.iter().any(|(p, _)| scarce.contains(p));
     let mut classes = BTreeSet::new();
-    for p in placed {
-        if !holds_scarce(&p.inputs) {
-            classes.insert(if p.inputs.card_approves() {
+    for i in orders.clone() {
+        if !holds_scarce(i) {
+            classes.insert(if i.card_approves() {
                 Class::Confirmed
             } else {
                 Class::PaymentDeclined
@@ -170,10 +184,11 @@ pub fn guaranteed(placed: &[Placed], stock: &BTreeMap<String, i64>) -> BTreeSet<
         }
     }
     let overdrawn = scarce.iter().any(|product| {
-        let wanted: i64 = placed
-            .iter()
-            .filter(|p| p.inputs.card_approves())
-            .map(|p| p.inputs.quantity_of(product))
+        let wanted: i64 = orders
+            .clone()
+            .into_iter()
+            .filter(|i| i.card_approves())
+            .map(|i| i.quantity_of(product))
             .sum();
         wanted > stock.get(product).copied().unwrap_or(0)
     });
@@ -192,7 +207,7 @@ pub fn check(
     finals: &BTreeMap<String, Final>,
     expect: &BTreeSet<Class>,
 ) -> Report {
-    let scarce = scarce(placed, stock);
+    let scarce = scarce(placed.iter().map(|p| &p.inputs), stock);
     let mut report = Report::default();
     let mut seen: BTreeSet<Class> = BTreeSet::new();
     for p in placed {
@@ -305,7 +320,7 @@ mod tests {
     #[test]
     fn a_clean_run_reports_nothing() {
         let (placed, stock) = run();
-        let expect = guaranteed(&placed, &stock);
+        let expect = guaranteed(placed.iter().map(|p| &p.inputs), &stock);
         assert_eq!(expect, Class::ALL.into());
         let report = check(&placed, &stock, &clean(), &expect);
         assert_eq!(report.violations, Vec::<String>::new());
@@ -387,17 +402,29 @@ mod tests {
         let stock: BTreeMap<String, i64> = [("mug".to_string(), 100), ("limited".into(), 2)].into();
         // Declined cards alone overdraw the limited product: nothing is certain to run out,
         // and no good card on plentiful products means no certain confirmation.
-        let placed = vec![
+        let placed = [
             order("a", "tok_chargeDeclined", &[("limited", 2)]),
             order("b", "tok_chargeDeclined", &[("limited", 2)]),
             order("c", "tok_visa", &[("limited", 1)]),
         ];
-        assert_eq!(scarce(&placed, &stock), ["limited".to_string()].into());
-        assert_eq!(guaranteed(&placed, &stock), BTreeSet::new());
+        assert_eq!(
+            scarce(placed.iter().map(|p| &p.inputs), &stock),
+            ["limited".to_string()].into()
+        );
+        assert_eq!(
+            guaranteed(placed.iter().map(|p| &p.inputs), &stock),
+            BTreeSet::new()
+        );
         // The same demand within stock: nothing is scarce, so every order is decided by
         // its card alone.
-        let placed = vec![order("a", "tok_visa", &[("limited", 2)])];
-        assert_eq!(scarce(&placed, &stock), BTreeSet::new());
-        assert_eq!(guaranteed(&placed, &stock), [Class::Confirmed].into());
+        let placed = [order("a", "tok_visa", &[("limited", 2)])];
+        assert_eq!(
+            scarce(placed.iter().map(|p| &p.inputs), &stock),
+            BTreeSet::new()
+        );
+        assert_eq!(
+            guaranteed(placed.iter().map(|p| &p.inputs), &stock),
+            [Class::Confirmed].into()
+        );
     }
 }
