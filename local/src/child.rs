@@ -24,6 +24,9 @@ pub struct RunnerLog {
     pub faults: BTreeMap<(String, String), usize>,
     /// Times one of its triggers lost its broker connection (and reconnected).
     pub broker_lost: usize,
+    /// Per queue (prefixed), the messages of the batch its trigger has taken and not yet
+    /// settled (acknowledged or returned). Needs `local::bridge=debug` in `RUST_LOG`.
+    pub in_flight: BTreeMap<String, u64>,
 }
 
 impl RunnerLog {
@@ -41,6 +44,16 @@ impl RunnerLog {
                     .or_default() += 1;
             }
             Some("bridge lost the broker, reconnecting") => self.broker_lost += 1,
+            Some("batch taken") => {
+                if let (Some(q), Some(n)) = (v["queue"].as_str(), v["messages"].as_u64()) {
+                    self.in_flight.insert(q.to_string(), n);
+                }
+            }
+            Some("batch settled") => {
+                if let Some(q) = v["queue"].as_str() {
+                    self.in_flight.remove(q);
+                }
+            }
             _ => {}
         }
     }
@@ -82,6 +95,10 @@ pub async fn spawn_runner(
         .spawn()
         .context("starting the runner")?;
     // The runner logs (JSON) to standard output, as a Lambda function does.
+    // A new runner holds no batch; the killed one's last lines are read by now.
+    if let Ok(mut l) = log.lock() {
+        l.in_flight.clear();
+    }
     if let Some(stdout) = child.stdout.take() {
         let log = log.clone();
         tokio::spawn(async move {
@@ -242,7 +259,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_runner_log_counts_injected_faults_and_lost_brokers_and_nothing_else() {
+    fn the_runner_log_counts_faults_and_lost_brokers_and_tracks_batches_in_flight() {
         let mut log = RunnerLog::default();
         for line in [
             r#"{"level":"WARN","message":"fault injected","fault":"slow","function":"order-saga"}"#,
@@ -250,6 +267,11 @@ mod tests {
             r#"{"level":"WARN","message":"fault injected","fault":"error","function":"payment-process"}"#,
             r#"{"level":"WARN","message":"bridge lost the broker, reconnecting","function":"order-saga"}"#,
             r#"{"level":"WARN","message":"invocation failed, batch goes back"}"#,
+            r#"{"level":"DEBUG","message":"batch taken","queue":"run.order-saga","messages":3}"#,
+            r#"{"level":"DEBUG","message":"batch taken","queue":"run.order-timeline","messages":1}"#,
+            r#"{"level":"DEBUG","message":"batch settled","queue":"run.order-saga"}"#,
+            r#"{"level":"DEBUG","message":"batch taken","queue":"run.order-saga","messages":2}"#,
+            r#"{"level":"DEBUG","message":"batch settled","queue":"run.order-timeline"}"#,
             "not json at all",
         ] {
             log.record(line);
@@ -259,5 +281,6 @@ mod tests {
             [("error".to_string(), 1), ("slow".to_string(), 2)].into()
         );
         assert_eq!(log.broker_lost, 1);
+        assert_eq!(log.in_flight, [("run.order-saga".to_string(), 2)].into());
     }
 }

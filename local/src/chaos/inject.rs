@@ -235,12 +235,16 @@ async fn unacked_now(
     super::referee::unacked_by_queue(&consumers?, &channels?, queues)
 }
 
-/// SIGKILLs the runner at a moment when the broker holds deliveries to it unacknowledged.
-/// Each look stops the runner (SIGSTOP) and then asks the broker, so what the broker says
-/// is still true when the SIGKILL lands: a stopped process acknowledges nothing. A look
-/// that finds nothing lets the runner go on (SIGCONT) and looks again, until `bound`; the
-/// kill happens either way, and the evidence says whether it was provably in flight.
-/// Returns the evidence and whether the runner died by SIGKILL.
+/// SIGKILLs the runner with a batch provably in flight. Each look stops the runner
+/// (SIGSTOP), then reads both sides: the broker's live count of deliveries to it left
+/// unacknowledged, per queue, and the batches its triggers had taken and not settled, from
+/// the lines it logged before it stopped (read after the broker query, which takes over
+/// half a second: time for the log reader to drain the pipe of a process that writes no
+/// more). A stopped process settles nothing, so what a look sees still holds when the
+/// SIGKILL lands. A look that finds no queue where both agree lets the runner go on
+/// (SIGCONT) and looks again, until `bound`; the kill happens either way, and the evidence
+/// says whether it was in flight. Returns the evidence and whether the runner died by
+/// SIGKILL.
 pub async fn kill_in_flight(
     runner: &mut Runner,
     vhost: &str,
@@ -253,13 +257,23 @@ pub async fn kill_in_flight(
     loop {
         evidence.looks += 1;
         signal("STOP", pid).await?;
-        match unacked_now(vhost, queues).await {
-            Ok(held) if !held.is_empty() => {
-                evidence.held = held;
-                break;
+        evidence.held = match unacked_now(vhost, queues).await {
+            Ok(held) => held,
+            Err(e) => {
+                evidence.errors.push(format!("{e:#}"));
+                BTreeMap::new()
             }
-            Ok(_) => {}
-            Err(e) => evidence.errors.push(format!("{e:#}")),
+        };
+        evidence.batches = runner
+            .log
+            .lock()
+            .map(|l| l.in_flight.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(q, _)| queues.contains(q))
+            .collect();
+        if !evidence.in_flight().is_empty() {
+            break;
         }
         signal("CONT", pid).await?;
         if Instant::now() >= deadline {

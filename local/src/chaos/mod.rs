@@ -115,6 +115,9 @@ pub async fn run(
             ("ORDERFLOW_FAULTS", &args.faults),
             ("ORDERFLOW_SCHEDULE_EVERY_SECS", "1"),
             ("ORDER_PENDING_TIMEOUT_SECS", PENDING_TIMEOUT_SECS),
+            // Replaces isolate's `warn`: the bridge's debug lines say which batches are in
+            // flight, the evidence for the kill.
+            ("RUST_LOG", "warn,local::bridge=debug"),
         ],
     )?;
     let (cfg, env, base) = (iso.cfg.clone(), iso.env.clone(), iso.base.clone());
@@ -248,20 +251,15 @@ pub async fn run(
         let ours: BTreeSet<String> = queues.iter().map(|q| ctx.names.queue(q)).collect();
         let (evidence, sigkilled) =
             inject::kill_in_flight(&mut runner, &cfg.vhost(), &ours, KILL_LOOK_BOUND).await?;
-        let held: Vec<String> = evidence
-            .held
-            .iter()
-            .map(|(q, n)| format!("{} {n}", q.trim_start_matches(&cfg.prefix)))
-            .collect();
-        let line = if held.is_empty() {
+        let in_flight = in_flight_summary(&evidence, &cfg.prefix);
+        let line = if in_flight.is_empty() {
             format!(
-                "SIGKILLed the runner, not provably in flight ({} look(s) in {KILL_LOOK_BOUND:?} found no unacknowledged delivery); started it again",
+                "SIGKILLed the runner, not provably in flight ({} look(s) in {KILL_LOOK_BOUND:?} found no batch in flight); started it again",
                 evidence.looks
             )
         } else {
             format!(
-                "SIGKILLed the runner while the broker held deliveries to it unacknowledged ({}; seen by rabbitmqctl with the runner stopped, look {}); started it again",
-                held.join(", "),
+                "SIGKILLed the runner with a batch in flight ({in_flight}; seen with the runner stopped, look {}); started it again",
                 evidence.looks
             )
         };
@@ -365,24 +363,15 @@ pub async fn run(
         )
     );
     if let Some(evidence) = &injected.kill {
-        let summary: Vec<String> = evidence
-            .held
-            .iter()
-            .map(|(q, n)| {
-                format!(
-                    "{n} unacknowledged on {}",
-                    q.trim_start_matches(&cfg.prefix)
-                )
-            })
-            .collect();
+        let summary = in_flight_summary(evidence, &cfg.prefix);
         println!(
             "{}",
             outcomes::verdict_line(
-                "the SIGKILL hit the runner with deliveries in flight",
-                &if summary.is_empty() {
-                    "not provably in flight".to_string()
+                "the SIGKILL hit the runner with a batch in flight",
+                if summary.is_empty() {
+                    "not provably in flight"
                 } else {
-                    summary.join(", ")
+                    &summary
                 },
                 &kill
             )
@@ -409,6 +398,22 @@ pub async fn run(
         );
     }
     Ok(ok)
+}
+
+/// `queue: batch of N taken, M unacknowledged`: per queue where the runner's log showed a
+/// batch taken by its trigger and the broker counted deliveries unacknowledged.
+fn in_flight_summary(evidence: &KillEvidence, prefix: &str) -> String {
+    evidence
+        .in_flight()
+        .iter()
+        .map(|(q, (batch, unacked))| {
+            format!(
+                "{}: batch of {batch} taken, {unacked} unacknowledged",
+                q.trim_start_matches(prefix)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Waits until every placed order is final and queues and outboxes are empty (or the bound

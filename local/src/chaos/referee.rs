@@ -1,7 +1,7 @@
 //! The chaos suite's verdicts on its own faults, as pure functions of what it observed:
 //! every fault kind it announced must have fired, and the SIGKILL must have hit the runner
-//! while the broker counted deliveries to it as unacknowledged. A suite that announces a
-//! fault it never injected proves nothing about that fault, so it fails.
+//! with a batch in flight (taken by a trigger and unacknowledged at the broker). A suite
+//! that announces a fault it never injected proves nothing about that fault, so it fails.
 
 use serde_json::Value;
 use shared::faults::{Fault, Faults};
@@ -103,25 +103,43 @@ pub fn fired_summary(announced: &[Kind], observed: &BTreeMap<Kind, usize>) -> St
         .join(", ")
 }
 
-/// What the suite saw when it SIGKILLed the runner.
+/// What the suite saw at its last look before it SIGKILLed the runner. Both sides are read
+/// while the runner is stopped (SIGSTOP), so both still hold when the SIGKILL lands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KillEvidence {
-    /// Unacknowledged deliveries to the runner per queue, read while it was stopped
-    /// (SIGSTOP) right before the SIGKILL; empty when no look found any.
+    /// Per queue, the deliveries to the runner the broker counted unacknowledged.
     pub held: BTreeMap<String, u64>,
-    /// How many times the runner was stopped and the broker asked.
+    /// Per queue, the messages of the batch the runner's trigger had taken and not settled,
+    /// by its own log. Deliveries the broker pushed into the stopped process are unacked
+    /// too, but only a taken batch is one the function was working on.
+    pub batches: BTreeMap<String, u64>,
+    /// How many times the runner was stopped and looked at.
     pub looks: usize,
     /// Why a look could not read the broker, if one could not.
     pub errors: Vec<String>,
 }
 
+impl KillEvidence {
+    /// Queues where both sides agree, with (batch size, unacknowledged count).
+    pub fn in_flight(&self) -> BTreeMap<String, (u64, u64)> {
+        self.batches
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .filter_map(|(q, n)| {
+                let unacked = self.held.get(q).copied().filter(|u| *u > 0)?;
+                Some((q.clone(), (*n, unacked)))
+            })
+            .collect()
+    }
+}
+
 /// The kill's verdict: a violation unless a batch was provably in flight.
 pub fn kill_verdict(e: &KillEvidence) -> Vec<String> {
-    if e.held.values().any(|n| *n > 0) {
+    if !e.in_flight().is_empty() {
         return Vec::new();
     }
     let mut why = format!(
-        "not provably in flight: {} look(s) at the broker with the runner stopped found no unacknowledged delivery to it",
+        "not provably in flight: in {} look(s) with the runner stopped, no queue had both a batch taken by its trigger and deliveries unacknowledged at the broker",
         e.looks
     );
     if let Some(err) = e.errors.last() {
@@ -217,21 +235,43 @@ mod tests {
     }
 
     #[test]
-    fn a_kill_is_in_flight_only_with_unacknowledged_deliveries_seen() {
+    fn a_kill_is_in_flight_only_when_runner_and_broker_agree_on_a_queue() {
         let seen = KillEvidence {
-            held: [("run.order-saga".to_string(), 2)].into(),
+            held: [
+                ("run.order-saga".to_string(), 2),
+                ("run.order-timeline".into(), 1),
+            ]
+            .into(),
+            batches: [
+                ("run.order-saga".to_string(), 2),
+                ("run.payment-settle".into(), 1),
+            ]
+            .into(),
             looks: 1,
             errors: vec![],
         };
+        assert_eq!(
+            seen.in_flight(),
+            [("run.order-saga".to_string(), (2, 2))].into()
+        );
         assert!(kill_verdict(&seen).is_empty());
+        // Deliveries pushed into a stopped runner whose trigger was idle prove nothing.
+        let pushed = KillEvidence {
+            held: [("run.order-timeline".to_string(), 1)].into(),
+            batches: BTreeMap::new(),
+            looks: 3,
+            errors: vec![],
+        };
+        assert_eq!(kill_verdict(&pushed).len(), 1);
         let blind = KillEvidence {
             held: BTreeMap::new(),
+            batches: [("run.order-saga".to_string(), 2)].into(),
             looks: 12,
             errors: vec!["rabbitmqctl timed out".into()],
         };
         let v = kill_verdict(&blind);
         assert_eq!(v.len(), 1);
-        assert!(v[0].starts_with("not provably in flight: 12 look(s)"));
+        assert!(v[0].starts_with("not provably in flight: in 12 look(s)"));
         assert!(v[0].contains("rabbitmqctl timed out"));
     }
 
