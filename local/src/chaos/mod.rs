@@ -7,13 +7,14 @@
 //! (`crate::outcomes`), and every announced fault having fired (`referee`). Everything runs
 //! in a fresh database and a fresh name prefix.
 
+mod client;
 mod inject;
 pub mod plan;
 pub mod referee;
 
-use crate::child::{RunnerLog, post_retrying, spawn_runner, wait_healthy};
-use crate::outcomes::{self, Class, Final, Inputs, Placed};
-use anyhow::Context as _;
+use crate::child::{Isolated, Runner, RunnerLog, post_retrying, spawn_runner, wait_healthy};
+use crate::outcomes::{self, Class, Final, Placed};
+use client::Client;
 use futures::StreamExt as _;
 use referee::{External, KillEvidence, Kind};
 use serde_json::json;
@@ -185,89 +186,19 @@ pub async fn run(
         })
     };
 
-    let mut injected = Injected::default();
-    let at = |fraction: f64| (args.orders as f64 * fraction) as usize;
-    let wait_for = |n: usize| {
-        let accepted = accepted.clone();
-        async move {
-            while accepted.load(Ordering::SeqCst) < n {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    let skip = |k: External| args.skip.contains(&k);
-    if !skip(External::Broker) {
-        wait_for(at(0.15)).await;
-        let lost_before = log.lock().map(|l| l.broker_lost).unwrap_or(0);
-        inject::close_broker_connections().await?;
-        // The triggers say so as they reconnect; give them a moment to.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut lost = 0;
-        while lost < queues.len() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            lost = log
-                .lock()
-                .map(|l| l.broker_lost)
-                .unwrap_or(0)
-                .saturating_sub(lost_before);
-        }
-        injected.record(
-            External::Broker,
-            lost,
-            format!(
-                "closed every broker connection (rabbitmqctl close_all_connections): {lost} trigger(s) of the runner lost the broker and reconnected"
-            ),
-        );
-    }
-    if !skip(External::Redis) {
-        wait_for(at(0.35)).await;
-        let r = inject::restart_redis(&cfg.redis_url).await?;
-        let fired = usize::from(r.run_id_before != r.run_id_after);
-        injected.record(
-            External::Redis,
-            fired,
-            format!(
-                "restarted Redis at {} (SHUTDOWN NOSAVE, redis-server with the settings it ran with): run_id {} -> {}",
-                r.at,
-                r.run_id_before.get(..8).unwrap_or(&r.run_id_before),
-                r.run_id_after.get(..8).unwrap_or(&r.run_id_after)
-            ),
-        );
-    }
-    if !skip(External::Postgres) {
-        wait_for(at(0.55)).await;
-        let n = inject::terminate_backends(&iso).await?;
-        injected.record(
-            External::Postgres,
-            usize::try_from(n).unwrap_or(0),
-            format!(
-                "terminated {n} Postgres backends of {} (pg_terminate_backend)",
-                iso.db_name
-            ),
-        );
-    }
-    if !skip(External::Kill) {
-        wait_for(at(0.75)).await;
-        let ours: BTreeSet<String> = queues.iter().map(|q| ctx.names.queue(q)).collect();
-        let (evidence, sigkilled) =
-            inject::kill_in_flight(&mut runner, &cfg.vhost(), &ours, KILL_LOOK_BOUND).await?;
-        let in_flight = in_flight_summary(&evidence, &cfg.prefix);
-        let line = if in_flight.is_empty() {
-            format!(
-                "SIGKILLed the runner, not provably in flight ({} look(s) in {KILL_LOOK_BOUND:?} found no batch in flight); started it again",
-                evidence.looks
-            )
-        } else {
-            format!(
-                "SIGKILLed the runner with a batch in flight ({in_flight}; seen with the runner stopped, look {}); started it again",
-                evidence.looks
-            )
-        };
-        injected.record(External::Kill, usize::from(sigkilled), line);
-        injected.kill = Some(evidence);
-        runner = spawn_runner(&env, log.clone()).await?;
-        wait_healthy(&http, &base, Duration::from_secs(60)).await?;
-    }
+    let injected = inject_faults(
+        &Stage {
+            args: &args,
+            queues,
+            iso: &iso,
+            ctx: &ctx,
+            http: &http,
+            log: &log,
+            accepted: &accepted,
+        },
+        &mut runner,
+    )
+    .await?;
 
     let placed: Vec<Placed> = placer.await?.into_iter().collect::<anyhow::Result<_>>()?;
     println!(
@@ -400,6 +331,118 @@ pub async fn run(
     Ok(ok)
 }
 
+/// What the fault phase works with.
+struct Stage<'a> {
+    args: &'a ChaosArgs,
+    queues: &'a [String],
+    iso: &'a Isolated,
+    ctx: &'a shared::context::Context,
+    http: &'a reqwest::Client,
+    log: &'a Arc<Mutex<RunnerLog>>,
+    /// Orders answered so far (accepted or failed): the milestones count these.
+    accepted: &'a Arc<AtomicUsize>,
+}
+
+/// Injects each external fault not skipped at its milestone of the orders placed (15, 35,
+/// 55, 75 %), restarting the runner after the kill, and gathers what each did.
+async fn inject_faults(stage: &Stage<'_>, runner: &mut Runner) -> anyhow::Result<Injected> {
+    let Stage {
+        args,
+        queues,
+        iso,
+        ctx,
+        http,
+        log,
+        accepted,
+    } = *stage;
+    let (cfg, env, base) = (&iso.cfg, &iso.env, &iso.base);
+    let mut injected = Injected::default();
+    let at = |fraction: f64| (args.orders as f64 * fraction) as usize;
+    let wait_for = |n: usize| {
+        let accepted = accepted.clone();
+        async move {
+            while accepted.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let skip = |k: External| args.skip.contains(&k);
+    if !skip(External::Broker) {
+        wait_for(at(0.15)).await;
+        let lost_before = log.lock().map(|l| l.broker_lost).unwrap_or(0);
+        inject::close_broker_connections().await?;
+        // The triggers say so as they reconnect; give them a moment to.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut lost = 0;
+        while lost < queues.len() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            lost = log
+                .lock()
+                .map(|l| l.broker_lost)
+                .unwrap_or(0)
+                .saturating_sub(lost_before);
+        }
+        injected.record(
+            External::Broker,
+            lost,
+            format!(
+                "closed every broker connection (rabbitmqctl close_all_connections): {lost} trigger(s) of the runner lost the broker and reconnected"
+            ),
+        );
+    }
+    if !skip(External::Redis) {
+        wait_for(at(0.35)).await;
+        let r = inject::restart_redis(&cfg.redis_url).await?;
+        let fired = usize::from(r.run_id_before != r.run_id_after);
+        injected.record(
+            External::Redis,
+            fired,
+            format!(
+                "restarted Redis at {} (SHUTDOWN NOSAVE, redis-server with the settings it ran with): run_id {} -> {}",
+                r.at,
+                r.run_id_before.get(..8).unwrap_or(&r.run_id_before),
+                r.run_id_after.get(..8).unwrap_or(&r.run_id_after)
+            ),
+        );
+    }
+    if !skip(External::Postgres) {
+        wait_for(at(0.55)).await;
+        let n = inject::terminate_backends(iso).await?;
+        injected.record(
+            External::Postgres,
+            usize::try_from(n).unwrap_or(0),
+            format!(
+                "terminated {n} Postgres backends of {} (pg_terminate_backend)",
+                iso.db_name
+            ),
+        );
+    }
+    if !skip(External::Kill) {
+        wait_for(at(0.75)).await;
+        let ours: BTreeSet<String> = queues.iter().map(|q| ctx.names.queue(q)).collect();
+        let (evidence, sigkilled) =
+            inject::kill_in_flight(runner, &cfg.vhost(), &ours, KILL_LOOK_BOUND).await?;
+        let in_flight = in_flight_summary(&evidence, &cfg.prefix);
+        let line = if in_flight.is_empty() {
+            format!(
+                "SIGKILLed the runner, not provably in flight ({} look(s) in {KILL_LOOK_BOUND:?} found no batch in flight); started it again",
+                evidence.looks
+            )
+        } else {
+            format!(
+                "SIGKILLed the runner with a batch in flight ({in_flight}; seen with the runner stopped, look {}); started it again",
+                evidence.looks
+            )
+        };
+        injected.record(External::Kill, usize::from(sigkilled), line);
+        injected.kill = Some(evidence);
+        *runner = spawn_runner(env, log.clone()).await?;
+        wait_healthy(http, base, Duration::from_secs(60)).await?;
+    }
+
+    Ok(injected)
+}
+
 /// `queue: batch of N taken, M unacknowledged`: per queue where the runner's log showed a
 /// batch taken by its trigger and the broker counted deliveries unacknowledged.
 fn in_flight_summary(evidence: &KillEvidence, prefix: &str) -> String {
@@ -454,74 +497,4 @@ async fn settle(
     })
     .await;
     Ok(())
-}
-
-/// The suite's HTTP client: ten users whose sessions die with Redis, and who log in again.
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    users: Arc<Vec<serde_json::Value>>,
-    tokens: Arc<tokio::sync::Mutex<BTreeMap<usize, String>>>,
-    relogins: Arc<AtomicUsize>,
-    run_id: String,
-}
-
-impl Client {
-    /// Places order `i` (retrying with its Idempotency-Key) and returns its id.
-    async fn place(&self, i: usize, inputs: &Inputs) -> anyhow::Result<String> {
-        let items: Vec<serde_json::Value> = inputs
-            .items
-            .iter()
-            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
-            .collect();
-        let body = json!({"items": items, "payment_token": inputs.payment_token});
-        let key = format!("chaos-{}-{i}", self.run_id);
-        let user = i % self.users.len();
-        for _ in 0..20 {
-            let token = self.session(user).await?;
-            let (s, b) = post_retrying(
-                &self.http,
-                &format!("{}/orders", self.base),
-                Some(&token),
-                Some(&key),
-                &body,
-            )
-            .await?;
-            if s == 401 {
-                self.relogins.fetch_add(1, Ordering::SeqCst);
-                let mut t = self.tokens.lock().await;
-                if t.get(&user) == Some(&token) {
-                    t.remove(&user);
-                }
-                continue;
-            }
-            anyhow::ensure!(s == 202, "order {i} answered {s}: {b}");
-            return b["order_id"]
-                .as_str()
-                .map(str::to_string)
-                .context("no order_id");
-        }
-        anyhow::bail!("order {i}: still unauthorized after logging in again 20 times")
-    }
-
-    /// The user's session token, logging in when there is none.
-    async fn session(&self, user: usize) -> anyhow::Result<String> {
-        let mut t = self.tokens.lock().await;
-        if let Some(tok) = t.get(&user) {
-            return Ok(tok.clone());
-        }
-        let (s, b) = post_retrying(
-            &self.http,
-            &format!("{}/sessions", self.base),
-            None,
-            None,
-            &self.users[user],
-        )
-        .await?;
-        anyhow::ensure!(s == 201, "login answered {s}: {b}");
-        let tok = b["token"].as_str().context("token")?.to_string();
-        t.insert(user, tok.clone());
-        Ok(tok)
-    }
 }
