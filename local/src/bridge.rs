@@ -99,7 +99,12 @@ async fn consume(
             }
         }
         // A batch in flight always finishes (acked or returned), even during shutdown.
-        invoke_batch(t, batch, backoff).await?;
+        // Debug lines bracket it: the chaos suite reads them to know a batch was in flight
+        // when it stopped the runner.
+        tracing::debug!(queue = %t.queue, messages = batch.len(), "batch taken");
+        let settled = invoke_batch(t, batch, backoff).await;
+        tracing::debug!(queue = %t.queue, "batch settled");
+        settled?;
     }
 }
 

@@ -13,7 +13,59 @@ use tokio::process::{Child, Command};
 
 pub struct Runner {
     pub child: Child,
-    pub faults: Arc<Mutex<BTreeMap<String, usize>>>,
+    pub log: Arc<Mutex<RunnerLog>>,
+}
+
+/// What the runner reported about itself in its logs, summed over its restarts: the
+/// evidence that the faults a suite announced reached it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunnerLog {
+    /// Injected in-process faults by kind (`error`, `crash`, ...) and function.
+    pub faults: BTreeMap<(String, String), usize>,
+    /// Times one of its triggers lost its broker connection (and reconnected).
+    pub broker_lost: usize,
+    /// Per queue (prefixed), the messages of the batch its trigger has taken and not yet
+    /// settled (acknowledged or returned). Needs `local::bridge=debug` in `RUST_LOG`.
+    pub in_flight: BTreeMap<String, u64>,
+}
+
+impl RunnerLog {
+    /// Counts one JSON log line, if it is one of the lines above.
+    pub fn record(&mut self, line: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        match v["message"].as_str() {
+            Some("fault injected") => {
+                let field = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+                *self
+                    .faults
+                    .entry((field("fault"), field("function")))
+                    .or_default() += 1;
+            }
+            Some("bridge lost the broker, reconnecting") => self.broker_lost += 1,
+            Some("batch taken") => {
+                if let (Some(q), Some(n)) = (v["queue"].as_str(), v["messages"].as_u64()) {
+                    self.in_flight.insert(q.to_string(), n);
+                }
+            }
+            Some("batch settled") => {
+                if let Some(q) = v["queue"].as_str() {
+                    self.in_flight.remove(q);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Injected faults by kind, over every function.
+    pub fn faults_by_kind(&self) -> BTreeMap<String, usize> {
+        let mut by_kind = BTreeMap::new();
+        for ((kind, _), n) in &self.faults {
+            *by_kind.entry(kind.clone()).or_default() += n;
+        }
+        by_kind
+    }
 }
 
 pub fn free_port() -> anyhow::Result<u16> {
@@ -24,7 +76,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 pub async fn spawn_runner(
     env: &[(String, String)],
-    faults: Arc<Mutex<BTreeMap<String, usize>>>,
+    log: Arc<Mutex<RunnerLog>>,
 ) -> anyhow::Result<Runner> {
     // Resolved once: after a rebuild replaces the file, /proc/self/exe names a deleted path.
     static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
@@ -43,27 +95,22 @@ pub async fn spawn_runner(
         .spawn()
         .context("starting the runner")?;
     // The runner logs (JSON) to standard output, as a Lambda function does.
-    if let Some(stderr) = child.stdout.take() {
-        let faults = faults.clone();
+    // A new runner holds no batch; the killed one's last lines are read by now.
+    if let Ok(mut l) = log.lock() {
+        l.in_flight.clear();
+    }
+    if let Some(stdout) = child.stdout.take() {
+        let log = log.clone();
         tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                // JSON logs: count the runner's own report of each injected fault.
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "fault injected"
-                    && let Ok(mut map) = faults.lock()
-                {
-                    *map.entry(format!(
-                        "{} (in {})",
-                        v["fault"].as_str().unwrap_or("?"),
-                        v["function"].as_str().unwrap_or("?")
-                    ))
-                    .or_default() += 1;
+                if let Ok(mut log) = log.lock() {
+                    log.record(&line);
                 }
             }
         });
     }
-    Ok(Runner { child, faults })
+    Ok(Runner { child, log })
 }
 
 pub async fn wait_healthy(
@@ -205,4 +252,35 @@ pub async fn drop_database(iso: &Isolated) -> anyhow::Result<()> {
     .execute(&mut conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runner_log_counts_faults_and_lost_brokers_and_tracks_batches_in_flight() {
+        let mut log = RunnerLog::default();
+        for line in [
+            r#"{"level":"WARN","message":"fault injected","fault":"slow","function":"order-saga"}"#,
+            r#"{"level":"WARN","message":"fault injected","fault":"slow","function":"order-saga"}"#,
+            r#"{"level":"WARN","message":"fault injected","fault":"error","function":"payment-process"}"#,
+            r#"{"level":"WARN","message":"bridge lost the broker, reconnecting","function":"order-saga"}"#,
+            r#"{"level":"WARN","message":"invocation failed, batch goes back"}"#,
+            r#"{"level":"DEBUG","message":"batch taken","queue":"run.order-saga","messages":3}"#,
+            r#"{"level":"DEBUG","message":"batch taken","queue":"run.order-timeline","messages":1}"#,
+            r#"{"level":"DEBUG","message":"batch settled","queue":"run.order-saga"}"#,
+            r#"{"level":"DEBUG","message":"batch taken","queue":"run.order-saga","messages":2}"#,
+            r#"{"level":"DEBUG","message":"batch settled","queue":"run.order-timeline"}"#,
+            "not json at all",
+        ] {
+            log.record(line);
+        }
+        assert_eq!(
+            log.faults_by_kind(),
+            [("error".to_string(), 1), ("slow".to_string(), 2)].into()
+        );
+        assert_eq!(log.broker_lost, 1);
+        assert_eq!(log.in_flight, [("run.order-saga".to_string(), 2)].into());
+    }
 }

@@ -13,9 +13,7 @@ const CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone)]
 struct Placed {
-    order_id: String,
-    token: String,
-    limited: bool,
+    order: crate::outcomes::Placed,
     accepted_at: Instant,
     user: usize,
 }
@@ -106,12 +104,15 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
                     8 => "tok_chargeDeclinedInsufficientFunds",
                     _ => "tok_visa",
                 };
-                let limited = i % 4 == 1;
                 let product = ["sku-coffee", "sku-mug", "sku-grinder", "sku-kettle"][i % 4];
-                let mut items = vec![json!({"product_id": product, "quantity": 1 + i % 3})];
-                if limited {
-                    items.push(json!({"product_id": "sku-limited", "quantity": 1}));
+                let mut lines = vec![(product.to_string(), 1 + (i % 3) as i64)];
+                if i % 4 == 1 {
+                    lines.push(("sku-limited".to_string(), 1));
                 }
+                let items: Vec<Value> = lines
+                    .iter()
+                    .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+                    .collect();
                 let r = http
                     .post(format!("{base}/orders"))
                     .bearer_auth(&bearer)
@@ -127,12 +128,16 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
                 );
                 pb.inc(1);
                 Ok(Placed {
-                    order_id: body["order_id"]
-                        .as_str()
-                        .context("no order_id")?
-                        .to_string(),
-                    token: token.to_string(),
-                    limited,
+                    order: crate::outcomes::Placed {
+                        order_id: body["order_id"]
+                            .as_str()
+                            .context("no order_id")?
+                            .to_string(),
+                        inputs: crate::outcomes::Inputs {
+                            payment_token: token.to_string(),
+                            items: lines,
+                        },
+                    },
                     accepted_at: Instant::now(),
                     user,
                 })
@@ -152,14 +157,14 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     while finals.len() < placed.len() && Instant::now() < deadline {
         let todo: Vec<&Placed> = placed
             .iter()
-            .filter(|p| !finals.contains_key(&p.order_id))
+            .filter(|p| !finals.contains_key(&p.order.order_id))
             .collect();
         let seen: Vec<Option<(String, Final)>> = futures::stream::iter(todo)
             .map(|p| {
                 let (http, base, bearer) = (http.clone(), base.clone(), tokens[p.user].clone());
                 async move {
                     let r = http
-                        .get(format!("{base}/orders/{}", p.order_id))
+                        .get(format!("{base}/orders/{}", p.order.order_id))
                         .bearer_auth(bearer)
                         .send()
                         .await
@@ -169,7 +174,7 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
                     (status != "PENDING").then(|| {
                         let reason = body["reason"].as_str().map(str::to_string);
                         (
-                            p.order_id.clone(),
+                            p.order.order_id.clone(),
                             Final {
                                 status,
                                 reason,
@@ -193,33 +198,31 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     pb.finish();
     let total_secs = started.elapsed().as_secs_f64();
 
-    // Outcomes as the inputs imply: a declined card never confirms, a good card is only
-    // cancelled for stock, and only orders with the scarce product can run out.
-    let mut table: BTreeMap<String, usize> = BTreeMap::new();
-    let mut wrong = Vec::new();
-    for p in &placed {
-        let Some(Final { status, reason, .. }) = finals.get(&p.order_id) else {
-            continue;
-        };
-        let label = match reason {
-            Some(r) => format!("{status} ({r})"),
-            None => status.clone(),
-        };
-        *table.entry(label).or_default() += 1;
-        let declined = p.token != "tok_visa";
-        let ok = match (status.as_str(), reason.as_deref()) {
-            ("CONFIRMED", None) => !declined,
-            ("CANCELLED", Some("out_of_stock")) => p.limited,
-            ("CANCELLED", Some("payment_declined")) => declined,
-            _ => false,
-        };
-        if !ok {
-            wrong.push(format!(
-                "order {} ({}, limited={}) ended {status} {reason:?}",
-                p.order_id, p.token, p.limited
-            ));
-        }
-    }
+    // Outcomes as the inputs imply (see `crate::outcomes`), and every class the inputs
+    // make certain seen at least once.
+    let orders: Vec<crate::outcomes::Placed> = placed.iter().map(|p| p.order.clone()).collect();
+    let stock: BTreeMap<String, i64> = catalog
+        .iter()
+        .map(|p| (p.product_id.clone(), i64::from(p.stock)))
+        .collect();
+    let seen: BTreeMap<String, crate::outcomes::Final> = finals
+        .iter()
+        .map(|(id, f)| {
+            (
+                id.clone(),
+                crate::outcomes::Final {
+                    status: f.status.clone(),
+                    reason: f.reason.clone(),
+                },
+            )
+        })
+        .collect();
+    let outcomes = crate::outcomes::check(
+        &orders,
+        &stock,
+        &seen,
+        &crate::outcomes::guaranteed(orders.iter().map(|p| &p.inputs), &stock),
+    );
 
     wait_quiet(stack, queues, Duration::from_secs(30)).await?;
     let mut latencies: Vec<f64> = finals
@@ -238,7 +241,7 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     println!("┌─────────────────────────────────────────┬────────┐");
     println!("│ final state                             │ orders │");
     println!("├─────────────────────────────────────────┼────────┤");
-    for (label, n) in &table {
+    for (label, n) in &outcomes.states {
         println!("│ {label:<39} │ {n:>6} │");
     }
     let missing = placed.len() - finals.len();
@@ -277,21 +280,13 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
     {
         println!("follow a declined order across the services: orderflow timeline {id}");
     }
-    if !wrong.is_empty() {
-        println!(
-            "{} orders ended differently from what their inputs imply:",
-            wrong.len()
-        );
-        for w in wrong.iter().take(10) {
-            println!("  - {w}");
-        }
-    }
+    println!("{}", outcomes.line());
     println!();
     let checks = crate::verify::run(&stack.ctx, queues, &crate::verify::Expect::default()).await?;
     for c in &checks {
         println!("{}", c.line());
     }
-    let ok = missing == 0 && wrong.is_empty() && checks.iter().all(crate::verify::Check::ok);
+    let ok = missing == 0 && outcomes.ok() && checks.iter().all(crate::verify::Check::ok);
     Ok(DemoOutcome {
         ok,
         orders: placed.len(),

@@ -13,6 +13,7 @@ pub mod dlq;
 pub mod front;
 pub mod invoke;
 pub mod metrics;
+pub mod outcomes;
 pub mod registry;
 pub mod seed;
 pub mod stack;

@@ -10,7 +10,7 @@
 //!   A function-specific value wins over the general one.
 
 use rand::Rng as _;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,7 +22,19 @@ pub enum Fault {
 }
 
 impl Fault {
-    fn parse(s: &str) -> Option<Self> {
+    pub const ALL: [Fault; 4] = [Fault::Error, Fault::Crash, Fault::Slow, Fault::Duplicate];
+
+    /// The name `ORDERFLOW_FAULTS` and the "fault injected" log line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Error => "error",
+            Fault::Crash => "crash",
+            Fault::Slow => "slow",
+            Fault::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
         Some(match s {
             "error" => Fault::Error,
             "crash" => Fault::Crash,
@@ -65,7 +77,7 @@ impl Faults {
                 f.slow = Duration::from_millis(value.max(0.0) as u64);
                 continue;
             }
-            let fault = Fault::parse(kind).ok_or_else(|| {
+            let fault = Fault::from_name(kind).ok_or_else(|| {
                 format!("{item:?}: unknown fault {kind:?} (error, crash, slow, duplicate, slow_ms)")
             })?;
             if !(0.0..=1.0).contains(&value) {
@@ -78,6 +90,15 @@ impl Faults {
 
     pub fn is_empty(&self) -> bool {
         self.rates.values().all(|r| *r == 0.0)
+    }
+
+    /// The kinds that can fire somewhere: a positive rate, general or for one function.
+    pub fn kinds(&self) -> BTreeSet<Fault> {
+        self.rates
+            .iter()
+            .filter(|(_, rate)| **rate > 0.0)
+            .map(|((fault, _), _)| *fault)
+            .collect()
     }
 
     /// The rate of `fault` for `function` (its own setting, else the general one).
@@ -94,7 +115,8 @@ impl Faults {
         let rate = self.rate(fault, function);
         let fired = rate > 0.0 && rand::rng().random_bool(rate.min(1.0));
         if fired {
-            tracing::warn!(?fault, function, "fault injected");
+            // The chaos suite counts these lines to prove each announced kind fired.
+            tracing::warn!(fault = fault.name(), function, "fault injected");
         }
         fired
     }
@@ -123,6 +145,16 @@ mod tests {
         assert_eq!(f.slow_for(), Duration::from_millis(50));
         assert!(f.fires(Fault::Duplicate, "x"));
         assert!(!f.fires(Fault::Crash, "x"));
+    }
+
+    #[test]
+    fn the_kinds_are_those_with_a_positive_rate_anywhere() {
+        let f =
+            Faults::parse("error=0.1, crash=0, slow@order-saga=0.2, slow_ms=50").expect("parses");
+        assert_eq!(f.kinds(), [Fault::Error, Fault::Slow].into());
+        for k in Fault::ALL {
+            assert_eq!(Fault::from_name(k.name()), Some(k));
+        }
     }
 
     #[test]

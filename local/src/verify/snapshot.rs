@@ -64,9 +64,14 @@ pub async fn read(ctx: &Context, queues: &[String]) -> anyhow::Result<Snapshot> 
         .iter()
         .map(|p| p.product_id.clone())
         .collect();
-    let cache = inventory::RedisStockCache::from_context(ctx)
-        .get_many(&ids)
-        .await
+    let cache = inventory::RedisStockCache::from_context(ctx);
+    // A connection that broke earlier (Redis restarted) fails its first command and is
+    // re-established on it: one more try reads the cache as it is now.
+    let hits = match cache.get_many(&ids).await {
+        Ok(hits) => Ok(hits),
+        Err(_) => cache.get_many(&ids).await,
+    };
+    let cache = hits
         .map(|hits| ids.iter().cloned().zip(hits).collect())
         .map_err(|e| e.to_string());
     Ok(Snapshot {
