@@ -488,11 +488,17 @@ impl<H: MessageHandler> BatchRunner<H> {
             .iter()
             .map(|e| OutMessage::event(&self.names, e, self.encoding))
             .collect();
-        self.publisher
-            .publish(&msgs)
-            .await
-            .map_err(|e| anyhow::Error::new(e).context("publishing events"))?;
         let ids: Vec<uuid::Uuid> = events.iter().map(Envelope::event_uuid).collect();
+        if let Err(e) = self.publisher.publish(&msgs).await {
+            // What the broker did route is delivered: only the rest stays for a re-send.
+            let routed = e.routed(&ids);
+            if let Err(mark) =
+                crate::db::outbox_mark_published(&self.pool, self.handler.schema(), &routed).await
+            {
+                tracing::warn!(error = %mark, "could not mark the routed events published; they will be re-sent (consumers dedupe)");
+            }
+            return Err(anyhow::Error::new(e).context("publishing events"));
+        }
         crate::db::outbox_mark_published(&self.pool, self.handler.schema(), &ids)
             .await
             .map_err(|e| anyhow::Error::new(e).context("marking outbox rows published"))
