@@ -91,13 +91,20 @@ impl PublishError {
     /// unroutable publish tells them apart, for any other error none is known delivered.
     /// Callers mark these published so that only the returned ones are sent again.
     pub fn routed(&self, sent: &[uuid::Uuid]) -> Vec<uuid::Uuid> {
-        let PublishError::Unroutable { message_ids, .. } = self else {
+        let PublishError::Unroutable {
+            count, message_ids, ..
+        } = self
+        else {
             return Vec::new();
         };
         let returned: std::collections::HashSet<uuid::Uuid> = message_ids
             .iter()
             .filter_map(|id| uuid::Uuid::parse_str(id).ok())
             .collect();
+        // A returned message without its event id could be any of them: none is known routed.
+        if returned.len() != *count {
+            return Vec::new();
+        }
         sent.iter()
             .filter(|id| !returned.contains(id))
             .copied()
@@ -361,5 +368,46 @@ impl Publish for RecordingPublisher {
             v.extend_from_slice(messages);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirms_without_a_returned_message_are_a_success_and_a_nack_is_not() {
+        assert!(verdict(vec![Confirmation::Ack(None), Confirmation::Ack(None)]).is_ok());
+        assert!(matches!(
+            verdict(vec![Confirmation::Ack(None), Confirmation::Nack(None)]),
+            Err(PublishError::Nacked(1))
+        ));
+    }
+
+    #[test]
+    fn only_an_unroutable_publish_names_the_messages_that_were_routed() {
+        let ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
+        let unroutable = |count, message_ids: Vec<String>| PublishError::Unroutable {
+            count,
+            exchange: "orderflow.events".into(),
+            routing_key: "stock.released".into(),
+            message_ids,
+        };
+        assert_eq!(
+            unroutable(1, vec![ids[1].to_string()]).routed(&ids),
+            [ids[0], ids[2]]
+        );
+        // Two returned, one without an id: which one is unknown, so none counts as routed.
+        assert!(
+            unroutable(2, vec![ids[1].to_string()])
+                .routed(&ids)
+                .is_empty()
+        );
+        assert!(PublishError::Nacked(1).routed(&ids).is_empty());
+        assert!(
+            PublishError::Timeout(Duration::ZERO)
+                .routed(&ids)
+                .is_empty()
+        );
     }
 }
