@@ -42,7 +42,11 @@ async fn publish_all(
             ch.basic_publish(
                 exchange.into(),
                 key.into(),
-                BasicPublishOptions::default(),
+                // As the real publisher does, so both pay for the same broker work.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 b,
                 BasicProperties::default().with_delivery_mode(2),
             )
@@ -51,6 +55,10 @@ async fn publish_all(
     }
     for c in futures::future::try_join_all(confirms).await? {
         anyhow::ensure!(c.is_ack(), "broker nacked a baseline message");
+        anyhow::ensure!(
+            c.take_message().is_none(),
+            "no baseline queue is bound for {key:?}"
+        );
     }
     Ok(())
 }

@@ -266,7 +266,11 @@ impl Console {
             .basic_publish(
                 ctx.names.events_exchange().as_str().into(),
                 d.routing_key.as_str().into(),
-                BasicPublishOptions::default(),
+                // Acked but dropped otherwise, and the dead letter removed below: lost.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 &delivery.data,
                 props,
             )
@@ -275,6 +279,12 @@ impl Console {
         anyhow::ensure!(
             confirm.is_ack(),
             "the broker refused the replay of {}",
+            d.id
+        );
+        anyhow::ensure!(
+            confirm.take_message().is_none(),
+            "no queue is bound for routing key {:?}: dead letter {} was not replayed and stays",
+            d.routing_key,
             d.id
         );
         delivery.ack(BasicAckOptions::default()).await?;

@@ -129,3 +129,107 @@ async fn one_bad_message_is_parked_with_its_reason_and_the_good_ones_are_process
         .await
         .expect("cleanup");
 }
+
+#[tokio::test]
+async fn a_message_postgres_refuses_is_parked_on_the_real_dead_letter_queue_with_its_sqlstate() {
+    let database_url = shared::testing::fresh_database().await;
+    let prefix = shared::testing::random_prefix();
+    let cfg = shared::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(database_url.clone()),
+        "ORDERFLOW_PREFIX" => Some(prefix.clone()),
+        _ => std::env::var(k).ok(),
+    })
+    .expect("config");
+    let specs = local::template::parse(local::template::EMBEDDED).expect("template");
+    local::stack::prepare(&cfg, &specs)
+        .await
+        .expect("migrations and topology");
+    let ctx = shared::context::Context::new(cfg.clone()).expect("context");
+    inventory::upsert_products(
+        &ctx,
+        &[inventory::ProductSeed {
+            product_id: "sku-a".into(),
+            name: "A".into(),
+            price_cents: 100,
+            currency: "EUR".into(),
+            stock: 10,
+        }],
+    )
+    .await
+    .expect("seed");
+
+    // Decodes fine, but its occurred_at is past the end of Postgres' timestamps: the
+    // inbox statement of its chunk is refused (SQLSTATE 22008), whatever the retry.
+    let queue = ctx.names.queue("inventory-reserve");
+    let (a, b) = (
+        created(&uuid::Uuid::now_v7().to_string()),
+        created(&uuid::Uuid::now_v7().to_string()),
+    );
+    let mut bad = created(&uuid::Uuid::now_v7().to_string());
+    bad.occurred_at_ms = i64::MAX;
+    let msg = |e: &Envelope| {
+        let out = shared::publisher::OutMessage::event(&ctx.names, e, Encoding::Protobuf);
+        shared::rmq::message_from_amqp(&shared::publisher::amqp_properties(&out), &out.body, false)
+    };
+    let event = shared::rmq::event_for_queue(&queue, "/", vec![msg(&a), msg(&bad), msg(&b)]);
+    let f: Arc<dyn shared::Function> = inventory::functions::reserve(&ctx);
+    let report: shared::runner::BatchReport = serde_json::from_value(
+        f.invoke(serde_json::to_value(&event).expect("json"))
+            .await
+            .expect("the batch succeeds: the refused message is not retried"),
+    )
+    .expect("report");
+    assert_eq!(
+        (report.processed, report.parked.len()),
+        (2, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.parked[0].message_id.as_deref(),
+        Some(bad.event_id.as_str())
+    );
+    assert!(
+        report.parked[0].reason.contains("SQLSTATE 22008"),
+        "{report:?}"
+    );
+    let levels = inventory::stock_levels(&ctx.pool).await.expect("stock");
+    assert_eq!(
+        levels[0].available, 8,
+        "the two good orders reserved once each"
+    );
+
+    let conn = shared::publisher::connect(&cfg.amqp_url, "test")
+        .await
+        .expect("broker");
+    let ch = conn.create_channel().await.expect("channel");
+    let dlq = ctx.names.dead_letter_queue("inventory-reserve");
+    let parked = ch
+        .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .expect("the refused message is in the dead-letter queue");
+    assert_eq!(
+        parked
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str()),
+        Some(bad.event_id.as_str())
+    );
+    let reason = match parked
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(shared::topology::parked::REASON))
+    {
+        Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("no reason: {other:?}"),
+    };
+    assert!(reason.contains("SQLSTATE 22008"), "{reason}");
+    let _ = conn.close(200, "done".into()).await;
+    local::stack::delete_topology(&cfg, &specs)
+        .await
+        .expect("cleanup");
+}

@@ -178,3 +178,70 @@ async fn dead_letters_are_listed_shown_replayed_safely_and_discarded_with_an_aud
     app.verify().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn replaying_a_dead_letter_no_queue_is_bound_for_fails_and_keeps_the_dead_letter() {
+    // The real topology routes every key to order-timeline (`#`); without it, stock.released
+    // has no consumer, and a replay of it would be acked by the broker and dropped.
+    let cfg = common::config(
+        &shared::testing::admin_url(),
+        &shared::testing::random_prefix(),
+    );
+    let specs: Vec<_> = local::template::parse(local::template::EMBEDDED)
+        .expect("template")
+        .into_iter()
+        .filter(|s| s.binary != "order-timeline")
+        .collect();
+    local::stack::declare_topology(&cfg, &specs)
+        .await
+        .expect("topology");
+    let ctx = shared::context::Context::new(cfg.clone()).expect("context");
+    let queues = local::template_queues(&specs);
+
+    let released = shared::Envelope::new(
+        shared::contracts::Payload::StockReleased(shared::contracts::StockReleased {
+            order_id: "ord-1".into(),
+            items: vec![],
+        }),
+        None,
+    );
+    let mut letter = OutMessage::event(&ctx.names, &released, shared::Encoding::Protobuf);
+    letter.exchange = ctx.names.dead_letter_exchange();
+    letter.routing_key = ctx.names.queue("inventory-release");
+    letter.headers.extend([
+        (
+            shared::topology::parked::REASON.to_string(),
+            HeaderVal::Str("test: held back".into()),
+        ),
+        (
+            shared::topology::parked::ORIGINAL_QUEUE.to_string(),
+            HeaderVal::Str(ctx.names.queue("inventory-release")),
+        ),
+        (
+            shared::topology::parked::ORIGINAL_ROUTING_KEY.to_string(),
+            HeaderVal::Str("stock.released".into()),
+        ),
+    ]);
+    ctx.publisher.publish(&[letter]).await.expect("park");
+
+    let console = local::dlq::Console::open(&ctx, &queues)
+        .await
+        .expect("console");
+    assert_eq!(console.letters.len(), 1);
+    let err = console
+        .replay(&ctx, 0)
+        .await
+        .expect_err("nothing would receive the replay");
+    assert!(err.to_string().contains("no queue is bound"), "{err:#}");
+    console.close().await;
+
+    let again = local::dlq::Console::open(&ctx, &queues)
+        .await
+        .expect("console");
+    assert_eq!(again.letters.len(), 1, "the dead letter is still there");
+    again.discard(0).await.expect("discard");
+    again.close().await;
+    local::stack::delete_topology(&cfg, &specs)
+        .await
+        .expect("cleanup");
+}

@@ -70,17 +70,25 @@ async fn topology_declares_routes_refuses_to_drop_messages_and_deletes_cleanly()
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirms");
-    ch.basic_publish(
-        names.events_exchange().as_str().into(),
-        "order.created".into(),
-        BasicPublishOptions::default(),
-        b"{}",
-        BasicProperties::default(),
-    )
-    .await
-    .expect("publish")
-    .await
-    .expect("confirmed");
+    let confirm = ch
+        .basic_publish(
+            names.events_exchange().as_str().into(),
+            "order.created".into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"{}",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmed");
+    assert!(
+        confirm.take_message().is_none(),
+        "order.created is routed, not returned"
+    );
     for q in ["inventory-reserve", "payment-process", "notification-send"] {
         let mut n = None;
         // Confirmed means enqueued; the count may lag a moment on a quorum queue.

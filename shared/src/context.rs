@@ -80,18 +80,18 @@ impl Context {
             .iter()
             .map(|e| crate::publisher::OutMessage::event(&self.names, e, self.config.wire_encoding))
             .collect();
-        match self.publisher.publish(&msgs).await {
-            Ok(()) => {
-                let ids: Vec<uuid::Uuid> = events.iter().map(crate::Envelope::event_uuid).collect();
-                if let Err(e) = crate::db::outbox_mark_published(&self.pool, schema, &ids).await {
-                    tracing::warn!(error = %e, "published but could not mark outbox rows; the relay may re-send (consumers dedupe)");
-                }
-                true
-            }
+        let ids: Vec<uuid::Uuid> = events.iter().map(crate::Envelope::event_uuid).collect();
+        let (published, ok) = match self.publisher.publish(&msgs).await {
+            Ok(()) => (ids, true),
             Err(e) => {
                 tracing::warn!(error = %e, count = events.len(), "publish failed; outbox relay will send later");
-                false
+                // An unroutable publish still delivered the others: only the rest waits.
+                (e.routed(&ids), false)
             }
+        };
+        if let Err(e) = crate::db::outbox_mark_published(&self.pool, schema, &published).await {
+            tracing::warn!(error = %e, "published but could not mark outbox rows; the relay may re-send (consumers dedupe)");
         }
+        ok
     }
 }

@@ -345,13 +345,15 @@ fn decode_rows(rows: Vec<sqlx::postgres::PgRow>) -> Vec<Envelope> {
 
 /// Publishes up to `limit` unpublished rows older than `min_age`, oldest first, holding
 /// row locks (`SKIP LOCKED`) so concurrent relays never send the same row twice at once.
-/// Returns how many were published.
+/// `send` returns the ids of the rows the broker did not take (it returned them as
+/// unroutable), which stay unpublished; an error keeps them all. Returns how many were
+/// published.
 pub async fn outbox_relay(
     pool: &PgPool,
     schema: &str,
     min_age: Duration,
     limit: i64,
-    send: impl AsyncFnOnce(Vec<Envelope>) -> anyhow::Result<()>,
+    send: impl AsyncFnOnce(Vec<Envelope>) -> anyhow::Result<Vec<uuid::Uuid>>,
 ) -> anyhow::Result<usize> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(AssertSqlSafe(format!(
@@ -368,15 +370,16 @@ pub async fn outbox_relay(
         return Ok(0);
     }
     let ids: Vec<uuid::Uuid> = envs.iter().map(Envelope::event_uuid).collect();
-    send(envs).await?;
+    let kept = send(envs).await?;
+    let published: Vec<uuid::Uuid> = ids.into_iter().filter(|id| !kept.contains(id)).collect();
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1)"
     )))
-    .bind(&ids)
+    .bind(&published)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(ids.len())
+    Ok(published.len())
 }
 
 /// Unpublished outbox rows and the age of the oldest, in seconds.

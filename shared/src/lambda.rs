@@ -189,11 +189,23 @@ pub async fn outbox_gauges(ctx: &Context, schema: &str) -> anyhow::Result<(i64, 
 }
 
 /// One relay pass: at most `limit` rows older than 5 s. Returns how many were published.
+/// Rows the broker returns as unroutable stay unpublished (the outbox lag shows them) and
+/// do not hold back the others: a missing binding is fixed by an operator, not by retrying.
 pub async fn relay_once(ctx: &Context, schema: &str, limit: i64) -> anyhow::Result<usize> {
+    relay_older_than(ctx, schema, std::time::Duration::from_secs(5), limit).await
+}
+
+/// `relay_once` with a chosen minimum age (tests relay at once instead of waiting).
+pub async fn relay_older_than(
+    ctx: &Context,
+    schema: &str,
+    min_age: std::time::Duration,
+    limit: i64,
+) -> anyhow::Result<usize> {
     crate::db::outbox_relay(
         &ctx.pool,
         schema,
-        std::time::Duration::from_secs(5),
+        min_age,
         limit,
         async |events| {
             let msgs: Vec<_> = events
@@ -202,10 +214,16 @@ pub async fn relay_once(ctx: &Context, schema: &str, limit: i64) -> anyhow::Resu
                     crate::publisher::OutMessage::event(&ctx.names, e, ctx.config.wire_encoding)
                 })
                 .collect();
-            ctx.publisher
-                .publish(&msgs)
-                .await
-                .map_err(anyhow::Error::new)
+            match ctx.publisher.publish(&msgs).await {
+                Ok(()) => Ok(Vec::new()),
+                Err(e @ crate::publisher::PublishError::Unroutable { .. }) => {
+                    let ids: Vec<uuid::Uuid> = events.iter().map(crate::Envelope::event_uuid).collect();
+                    let routed = e.routed(&ids);
+                    tracing::error!(schema, error = %e, "outbox rows nobody is bound to stay unpublished");
+                    Ok(ids.into_iter().filter(|id| !routed.contains(id)).collect())
+                }
+                Err(e) => Err(anyhow::Error::new(e)),
+            }
         },
     )
     .await

@@ -1,14 +1,17 @@
-//! Publishing with publisher confirms over one lazily (re)connected channel.
+//! Publishing with publisher confirms over lazily (re)connected channels.
 //!
-//! A publish only counts when the broker has confirmed it; a nack or a lost connection is
-//! an error, the caller keeps the outbox row unpublished and a retry (or the relay) sends it.
+//! A publish only counts when the broker has confirmed it and routed it to a queue: a
+//! nack, a lost connection or a message the broker returns as unroutable (every publish is
+//! `mandatory`) is an error, the caller keeps the outbox row unpublished and a retry (or
+//! the relay) sends it. A confirm alone would not do: the broker acks a message that no
+//! queue is bound for, and drops it.
 
 use crate::envelope::{Encoding, Envelope};
 use crate::topology::Names;
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -68,6 +71,78 @@ pub enum PublishError {
     Nacked(usize),
     #[error("no confirm from the broker within {0:?}")]
     Timeout(Duration),
+    /// The broker confirmed but returned these messages: no queue is bound for their
+    /// routing key on that exchange, so nobody would ever have received them.
+    #[error(
+        "the broker returned {count} unroutable message(s), the first to exchange {exchange:?} \
+         with routing key {routing_key:?}: no queue is bound for it"
+    )]
+    Unroutable {
+        count: usize,
+        exchange: String,
+        routing_key: String,
+        /// The `message_id` of every returned message (the event id for events).
+        message_ids: Vec<String>,
+    },
+}
+
+impl PublishError {
+    /// The messages of a failed publish that the broker did route after all: only an
+    /// unroutable publish tells them apart, for any other error none is known delivered.
+    /// Callers mark these published so that only the returned ones are sent again.
+    pub fn routed(&self, sent: &[uuid::Uuid]) -> Vec<uuid::Uuid> {
+        let PublishError::Unroutable {
+            count, message_ids, ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let returned: std::collections::HashSet<uuid::Uuid> = message_ids
+            .iter()
+            .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+            .collect();
+        // A returned message without its event id could be any of them: none is known routed.
+        if returned.len() != *count {
+            return Vec::new();
+        }
+        sent.iter()
+            .filter(|id| !returned.contains(id))
+            .copied()
+            .collect()
+    }
+}
+
+/// The outcome of a batch from its confirms: a nack first (the broker lost a message), then
+/// any returned message (it was confirmed, and dropped, because nothing routes it).
+fn verdict(confirms: Vec<Confirmation>) -> Result<(), PublishError> {
+    let mut nacked = 0;
+    let mut returned = Vec::new();
+    for confirm in confirms {
+        if confirm.is_nack() {
+            nacked += 1;
+        }
+        // lapin hands each returned message to the next confirm it resolves, not always
+        // its own: the count is right for the batch, and the message says where it went.
+        if let Some(message) = confirm.take_message() {
+            returned.push(message);
+        }
+    }
+    if nacked > 0 {
+        return Err(PublishError::Nacked(nacked));
+    }
+    let Some(first) = returned.first() else {
+        return Ok(());
+    };
+    Err(PublishError::Unroutable {
+        count: returned.len(),
+        exchange: first.delivery.exchange.to_string(),
+        routing_key: first.delivery.routing_key.to_string(),
+        message_ids: returned
+            .iter()
+            .filter_map(|m| m.delivery.properties.message_id().as_ref())
+            .map(|id| id.to_string())
+            .collect(),
+    })
 }
 
 /// The port the batch runner and HTTP handlers publish through; tests pass a fake.
@@ -77,42 +152,75 @@ pub trait Publish: Send + Sync {
     async fn publish(&self, messages: &[OutMessage]) -> Result<(), PublishError>;
 }
 
-/// lapin publisher: one connection and one confirm-mode channel per execution environment,
-/// re-established on the next publish after any failure (frozen Lambda, broker restart).
+/// lapin publisher: one connection per execution environment, re-established on the next
+/// publish after any failure (frozen Lambda, broker restart), and confirm-mode channels
+/// each used by one publish at a time. Returned messages are matched to confirms per
+/// channel, so two batches sharing a channel (the local runner hosts every function in one
+/// process) could each be blamed for the other's unroutable message.
 #[derive(Clone)]
 pub struct AmqpPublisher {
     url: String,
-    state: Arc<Mutex<Option<(Connection, Channel)>>>,
+    state: Arc<Mutex<Pool>>,
     confirm_timeout: Duration,
 }
+
+#[derive(Default)]
+struct Pool {
+    conn: Option<Connection>,
+    idle: Vec<Channel>,
+}
+
+/// Idle channels kept for reuse: about one per function publishing at once.
+const MAX_IDLE_CHANNELS: usize = 16;
 
 impl AmqpPublisher {
     pub fn new(url: impl Into<String>) -> Self {
         AmqpPublisher {
             url: url.into(),
-            state: Arc::new(Mutex::new(None)),
+            state: Arc::new(Mutex::new(Pool::default())),
             confirm_timeout: Duration::from_secs(10),
         }
     }
 
-    async fn channel(&self) -> Result<Channel, PublishError> {
-        let mut guard = self.state.lock().await;
-        if let Some((conn, ch)) = guard.as_ref()
-            && conn.status().connected()
-            && ch.status().connected()
-        {
-            return Ok(ch.clone());
+    /// A confirm-mode channel for this publish alone; `check_in` gives it back.
+    async fn check_out(&self) -> Result<Channel, PublishError> {
+        let mut pool = self.state.lock().await;
+        let conn = match pool.conn.take() {
+            Some(conn) if conn.status().connected() => conn,
+            _ => {
+                pool.idle.clear();
+                connect(&self.url, "publisher").await?
+            }
+        };
+        let mut idle = None;
+        while let Some(ch) = pool.idle.pop() {
+            if ch.status().connected() {
+                idle = Some(ch);
+                break;
+            }
         }
-        *guard = None;
-        let conn = connect(&self.url, "publisher").await?;
-        let ch = conn.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
-        *guard = Some((conn, ch.clone()));
-        Ok(ch)
+        let ch = match idle {
+            Some(ch) => Ok(ch),
+            None => confirm_channel(&conn).await,
+        };
+        pool.conn = Some(conn);
+        ch
+    }
+
+    async fn check_in(&self, ch: Channel) {
+        let mut pool = self.state.lock().await;
+        if pool.idle.len() < MAX_IDLE_CHANNELS && ch.status().connected() {
+            pool.idle.push(ch);
+        }
     }
 
     async fn reset(&self) {
-        if let Some((conn, _)) = self.state.lock().await.take() {
+        let conn = {
+            let mut pool = self.state.lock().await;
+            pool.idle.clear();
+            pool.conn.take()
+        };
+        if let Some(conn) = conn {
             let _ = conn.close(0, "reset after error".into()).await;
         }
     }
@@ -126,7 +234,11 @@ impl AmqpPublisher {
                 .basic_publish(
                     m.exchange.as_str().into(),
                     m.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
+                    // Returned, not silently dropped, when no queue is bound for the key.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
                     &m.body,
                     amqp_properties(m),
                 )
@@ -137,11 +249,7 @@ impl AmqpPublisher {
         let confirms = tokio::time::timeout(self.confirm_timeout, all)
             .await
             .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
-        let nacked = confirms.iter().filter(|c| c.is_nack()).count();
-        if nacked > 0 {
-            return Err(PublishError::Nacked(nacked));
-        }
-        Ok(())
+        verdict(confirms)
     }
 }
 
@@ -151,7 +259,7 @@ impl Publish for AmqpPublisher {
         if messages.is_empty() {
             return Ok(());
         }
-        let ch = match self.channel().await {
+        let ch = match self.check_out().await {
             Ok(ch) => ch,
             Err(e) => {
                 crate::metrics::PUBLISH_FAILURES.inc(&[]);
@@ -161,19 +269,24 @@ impl Publish for AmqpPublisher {
         // Measured from the first publish, so a reconnect does not count as confirm latency.
         let started = std::time::Instant::now();
         let result = self.publish_on(&ch, messages).await;
-        if result.is_err() {
-            self.reset().await;
+        match &result {
+            // The channel is healthy: the broker answered every message.
+            Ok(()) | Err(PublishError::Unroutable { .. }) => self.check_in(ch).await,
+            Err(_) => self.reset().await,
         }
-        record(messages, started.elapsed(), result.is_ok());
+        record(messages, started.elapsed(), &result);
         result
     }
 }
 
 /// Confirm latency and what was published, by routing key; parked messages (they carry
 /// the park reason) are counted by the runner as messages parked, not as events.
-fn record(messages: &[OutMessage], elapsed: Duration, ok: bool) {
+fn record(messages: &[OutMessage], elapsed: Duration, result: &Result<(), PublishError>) {
     use crate::metrics::{CONFIRM_LATENCY, EVENTS_PUBLISHED, PUBLISH_FAILURES};
-    if !ok {
+    if let Err(e) = result {
+        if matches!(e, PublishError::Unroutable { .. }) {
+            tracing::error!(error = %e, "unroutable publish: the topology has no queue for these events");
+        }
         PUBLISH_FAILURES.inc(&[]);
         return;
     }
@@ -183,6 +296,12 @@ fn record(messages: &[OutMessage], elapsed: Duration, ok: bool) {
             EVENTS_PUBLISHED.inc(&[&m.routing_key]);
         }
     }
+}
+
+async fn confirm_channel(conn: &Connection) -> Result<Channel, PublishError> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(ch)
 }
 
 /// Opens a connection, naming the URL (password hidden) when it fails.
@@ -249,5 +368,46 @@ impl Publish for RecordingPublisher {
             v.extend_from_slice(messages);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirms_without_a_returned_message_are_a_success_and_a_nack_is_not() {
+        assert!(verdict(vec![Confirmation::Ack(None), Confirmation::Ack(None)]).is_ok());
+        assert!(matches!(
+            verdict(vec![Confirmation::Ack(None), Confirmation::Nack(None)]),
+            Err(PublishError::Nacked(1))
+        ));
+    }
+
+    #[test]
+    fn only_an_unroutable_publish_names_the_messages_that_were_routed() {
+        let ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
+        let unroutable = |count, message_ids: Vec<String>| PublishError::Unroutable {
+            count,
+            exchange: "orderflow.events".into(),
+            routing_key: "stock.released".into(),
+            message_ids,
+        };
+        assert_eq!(
+            unroutable(1, vec![ids[1].to_string()]).routed(&ids),
+            [ids[0], ids[2]]
+        );
+        // Two returned, one without an id: which one is unknown, so none counts as routed.
+        assert!(
+            unroutable(2, vec![ids[1].to_string()])
+                .routed(&ids)
+                .is_empty()
+        );
+        assert!(PublishError::Nacked(1).routed(&ids).is_empty());
+        assert!(
+            PublishError::Timeout(Duration::ZERO)
+                .routed(&ids)
+                .is_empty()
+        );
     }
 }

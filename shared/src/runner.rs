@@ -3,9 +3,11 @@
 //! Per message: decode; record it in the inbox (skipping what this consumer already did),
 //! apply it, and write its outgoing events to the outbox, all or nothing (a savepoint per
 //! message inside one transaction per chunk of the batch); after the commits, publish the
-//! batch's events with publisher confirms. A message that can never
-//! succeed is parked on the dead-letter exchange with its reason (confirmed) and counts as
-//! done. A transient failure fails the invocation, so the whole batch is delivered again;
+//! batch's events with publisher confirms. A message that can never succeed (undecodable,
+//! invalid, or data Postgres refuses with SQLSTATE class 22 or 23) is parked on the
+//! dead-letter exchange with its reason (confirmed) and counts as done; when Postgres
+//! refuses a statement shared by a whole chunk, the chunk is run again one message per
+//! transaction, so that only the message at fault is parked. A transient failure fails the invocation, so the whole batch is delivered again;
 //! what was committed before it is then skipped by the inbox and its unpublished events are
 //! re-sent.
 
@@ -136,23 +138,84 @@ pub struct BatchRunner<H: MessageHandler> {
     pub faults: Faults,
 }
 
+/// A decoded message of the batch: its queue, the message as delivered, its envelope.
+type Decoded<'a> = (&'a str, &'a RmqMessage, Envelope);
+
+/// What one committed chunk transaction adds to the batch. Nothing of it counts until the
+/// commit: a chunk that fails as a whole is run again message by message, and must not
+/// leave parks or duplicates behind from its first try.
+struct ChunkDone<E> {
+    applied: usize,
+    pending: Vec<Applied<E>>,
+    parks: Vec<(OutMessage, ParkedReport)>,
+    duplicates: Vec<Envelope>,
+    /// Routing keys of the messages finished with (applied, duplicate or parked).
+    consumed: Vec<String>,
+    /// A transient failure after which the chunk committed what had applied before it;
+    /// the batch stops there and comes back.
+    failure: Option<anyhow::Error>,
+}
+
+impl<E> Default for ChunkDone<E> {
+    fn default() -> Self {
+        ChunkDone {
+            applied: 0,
+            pending: Vec::new(),
+            parks: Vec::new(),
+            duplicates: Vec::new(),
+            consumed: Vec::new(),
+            failure: None,
+        }
+    }
+}
+
+/// Why a chunk's transaction was rolled back as a whole.
+enum ChunkError {
+    /// A statement for the whole chunk (inbox, outbox, commit) was refused because of one
+    /// message's data (SQLSTATE class 22 or 23): the reason to park that message with.
+    Data(String),
+    /// Infrastructure trouble: the invocation fails and the batch comes back.
+    Failed(anyhow::Error),
+}
+
+impl ChunkError {
+    fn postgres(e: sqlx::Error, doing: &'static str) -> Self {
+        match crate::error::data_error_reason(&e) {
+            Some(reason) => ChunkError::Data(reason),
+            None => ChunkError::Failed(anyhow::Error::new(e).context(doing)),
+        }
+    }
+}
+
+/// The batch so far: what committed chunks produced, what to park, what failed.
+struct Batch<E> {
+    report: BatchReport,
+    outgoing: Vec<Envelope>,
+    parks: Vec<OutMessage>,
+    effects: Vec<E>,
+    duplicates: Vec<Envelope>,
+    failure: Option<anyhow::Error>,
+}
+
 impl<H: MessageHandler> BatchRunner<H> {
     pub async fn run(&self, event: &RmqEvent) -> Result<BatchReport, BatchError> {
-        let mut report = BatchReport::default();
-        let mut outgoing: Vec<Envelope> = Vec::new();
-        let mut parks: Vec<OutMessage> = Vec::new();
-        let mut effects: Vec<H::Effect> = Vec::new();
-        let mut duplicates: Vec<Envelope> = Vec::new();
-        let mut failure: Option<anyhow::Error> = None;
+        let mut batch = Batch {
+            report: BatchReport::default(),
+            outgoing: Vec::new(),
+            parks: Vec::new(),
+            effects: Vec::new(),
+            duplicates: Vec::new(),
+            failure: None,
+        };
 
-        let mut decoded: Vec<(&str, &RmqMessage, Envelope)> = Vec::with_capacity(event.len());
+        let mut decoded: Vec<Decoded<'_>> = Vec::with_capacity(event.len());
         for (queue, msg) in event.messages() {
             match decode(msg) {
                 Ok(env) => decoded.push((queue, msg, env)),
                 Err(reason) => {
                     tracing::warn!(queue, message_id = ?msg.basic_properties.message_id, %reason, "parking undecodable message");
-                    parks.push(self.park(queue, msg, None, &reason));
-                    report.parked.push(ParkedReport {
+                    batch.parks.push(self.park(queue, msg, None, &reason));
+                    batch.report.parked.push(ParkedReport {
                         message_id: msg.basic_properties.message_id.clone(),
                         reason,
                     });
@@ -163,155 +226,66 @@ impl<H: MessageHandler> BatchRunner<H> {
         // One transaction per chunk of messages, a savepoint per message: each message
         // still applies all or nothing, but a batch costs a few commits instead of one per
         // message. Chunks stay under the 64 subtransactions Postgres caches per backend.
-        'chunks: for chunk in decoded.chunks(CHUNK) {
-            let mut tx = match self.pool.begin().await {
-                Ok(tx) => tx,
-                Err(e) => {
-                    failure = Some(anyhow::Error::new(e).context("postgres"));
-                    break;
-                }
-            };
-            let mut pending: Vec<Applied<H::Effect>> = Vec::new();
-            let mut applied_count = 0;
-            let mut stop = false;
-            // Inbox for the whole chunk in one statement; a message seen twice in one chunk
-            // is applied once.
-            let keyed: Vec<(&Envelope, i64)> = chunk
-                .iter()
-                .map(|(_, msg, env)| (env, delivery_attempt(msg)))
-                .collect();
-            let mut fresh = match crate::db::inbox_record_many(
-                &mut tx,
-                self.handler.schema(),
-                self.handler.name(),
-                &keyed,
-            )
-            .await
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    failure = Some(anyhow::Error::new(e).context("postgres"));
-                    break;
-                }
-            };
-            let bulk = if self.handler.applies_in_bulk() {
-                self.apply_bulk(&mut tx, chunk, &fresh, &mut pending).await
-            } else {
-                None
-            };
-            if let Some(done) = bulk {
-                applied_count += done;
-                for (_, _, env) in chunk {
-                    // The first sighting of a fresh event was applied; any other is a duplicate.
-                    if !fresh.remove(&env.event_uuid()) {
-                        report.duplicates += 1;
-                        duplicates.push(env.clone());
-                    }
-                }
-            }
-            for (queue, msg, env) in chunk.iter().filter(|_| bulk.is_none()) {
-                let span = tracing::info_span!(
-                    "message",
-                    function = self.handler.name(),
-                    event_id = %env.event_id,
-                    event_type = %env.event_type,
-                    order_id = %env.correlation_id,
-                    traceparent = %env.traceparent,
-                );
-                let started = std::time::Instant::now();
-                let result = if fresh.remove(&env.event_uuid()) {
-                    self.apply_in(&mut tx, env).instrument(span.clone()).await
-                } else {
-                    Ok(Step::Duplicate)
-                };
-                self.record(env, &result, started.elapsed());
-                match result {
-                    Ok(Step::Done(applied)) => {
-                        applied_count += 1;
-                        pending.push(applied);
-                    }
-                    Ok(Step::Duplicate) => {
-                        span.in_scope(|| tracing::info!("duplicate delivery skipped"));
-                        report.duplicates += 1;
-                        duplicates.push(env.clone());
-                    }
-                    Err(HandleError::Permanent(reason)) => {
-                        span.in_scope(|| tracing::warn!(%reason, "parking invalid message"));
-                        parks.push(self.park(queue, msg, Some(env), &reason));
-                        report.parked.push(ParkedReport {
-                            message_id: Some(env.event_id.clone()),
-                            reason,
+        // A chunk whose shared statements refuse one message's data is run again one
+        // message per transaction, so that message alone is parked.
+        let mut work: std::collections::VecDeque<&[Decoded<'_>]> = decoded.chunks(CHUNK).collect();
+        let mut parked_alone = std::collections::HashSet::new();
+        while let Some(chunk) = work.pop_front() {
+            match self.run_chunk(chunk).await {
+                Ok(done) => {
+                    let stop = done.failure.is_some();
+                    self.absorb(&mut batch, done);
+                    if batch.report.processed > 0
+                        && self.faults.fires(Fault::Crash, self.handler.name())
+                    {
+                        // As if the process died right after this commit: nothing of the
+                        // batch is published or acknowledged; the redelivery (or the relay)
+                        // must send what the outbox holds.
+                        return Err(BatchError {
+                            committed: batch.report.processed,
+                            source: Injected(Fault::Crash).into(),
                         });
                     }
-                    Err(HandleError::Transient(e)) => {
-                        span.in_scope(|| {
-                            tracing::error!(
-                                error = format!("{e:#}"),
-                                "transient failure, batch will be retried"
-                            )
-                        });
-                        failure = Some(e);
-                        stop = true;
+                    if stop {
                         break;
                     }
                 }
-            }
-            // Inbox rows of messages after a transient failure were never applied.
-            if stop {
-                for env in chunk
-                    .iter()
-                    .map(|(_, _, e)| e)
-                    .filter(|e| fresh.contains(&e.event_uuid()))
-                {
-                    if let Err(e) = crate::db::inbox_forget(
-                        &mut tx,
-                        self.handler.schema(),
-                        self.handler.name(),
-                        env.event_uuid(),
-                    )
-                    .await
-                    {
-                        failure = Some(anyhow::Error::new(e).context("postgres"));
-                        break 'chunks;
+                Err(ChunkError::Data(reason)) if chunk.len() > 1 => {
+                    tracing::warn!(function = self.handler.name(), messages = chunk.len(), %reason, "the chunk's data was refused, running it one message per transaction");
+                    for one in chunk.chunks(1).rev() {
+                        work.push_front(one);
                     }
                 }
-            }
-            let events: Vec<Envelope> = pending
-                .iter()
-                .flat_map(|a| a.events.iter().cloned())
-                .collect();
-            if let Err(e) = crate::db::outbox_insert(&mut tx, self.handler.schema(), &events).await
-            {
-                failure.get_or_insert(anyhow::Error::new(e).context("writing the outbox"));
-                break;
-            }
-            // Commit what applied, even when a later message failed: the retry skips it.
-            match tx.commit().await {
-                Ok(()) => {
-                    report.processed += applied_count;
-                    for applied in pending {
-                        outgoing.extend(applied.events);
-                        effects.extend(applied.effects);
+                Err(ChunkError::Data(reason)) => {
+                    let (queue, msg, env) = &chunk[0];
+                    crate::metrics::EVENTS_CONSUMED
+                        .inc(&[self.handler.name(), env.event_type.as_str()]);
+                    // A second copy of it in the batch is a duplicate, as in a chunk.
+                    if !parked_alone.insert(env.event_uuid()) {
+                        batch.report.duplicates += 1;
+                        continue;
                     }
+                    tracing::warn!(function = self.handler.name(), event_id = %env.event_id, %reason, "parking a message postgres refused");
+                    batch.parks.push(self.park(queue, msg, Some(env), &reason));
+                    batch.report.parked.push(ParkedReport {
+                        message_id: Some(env.event_id.clone()),
+                        reason,
+                    });
                 }
-                Err(e) => {
-                    failure.get_or_insert(anyhow::Error::new(e).context("committing the batch"));
-                    break 'chunks;
+                Err(ChunkError::Failed(e)) => {
+                    batch.failure = Some(e);
+                    break;
                 }
-            }
-            if report.processed > 0 && self.faults.fires(Fault::Crash, self.handler.name()) {
-                // As if the process died right after this commit: nothing of the batch is
-                // published or acknowledged; the redelivery (or the relay) must send what
-                // the outbox holds.
-                return Err(BatchError {
-                    committed: report.processed,
-                    source: Injected(Fault::Crash).into(),
-                });
-            }
-            if stop {
-                break;
             }
         }
+        let Batch {
+            mut report,
+            mut outgoing,
+            parks,
+            mut effects,
+            duplicates,
+            mut failure,
+        } = batch;
 
         // Redelivered events: re-send what their first handling left unpublished (once) and
         // redo their after-commit work.
@@ -385,18 +359,147 @@ impl<H: MessageHandler> BatchRunner<H> {
         }
     }
 
-    /// Handler duration, and the event as consumed unless the batch will come back.
-    fn record(
-        &self,
-        env: &Envelope,
-        result: &Result<Step<H::Effect>, HandleError>,
-        elapsed: std::time::Duration,
-    ) {
-        let name = self.handler.name();
-        crate::metrics::HANDLER_DURATION.observe(&[name], elapsed.as_secs_f64());
-        if !matches!(result, Err(HandleError::Transient(_))) {
-            crate::metrics::EVENTS_CONSUMED.inc(&[name, &env.event_type]);
+    /// Adds a committed chunk to the batch.
+    fn absorb(&self, batch: &mut Batch<H::Effect>, done: ChunkDone<H::Effect>) {
+        batch.report.processed += done.applied;
+        batch.report.duplicates += done.duplicates.len();
+        batch.duplicates.extend(done.duplicates);
+        for (out, parked) in done.parks {
+            batch.parks.push(out);
+            batch.report.parked.push(parked);
         }
+        for applied in done.pending {
+            batch.outgoing.extend(applied.events);
+            batch.effects.extend(applied.effects);
+        }
+        for key in &done.consumed {
+            crate::metrics::EVENTS_CONSUMED.inc(&[self.handler.name(), key]);
+        }
+        if let Some(e) = done.failure {
+            batch.failure = Some(e);
+        }
+    }
+
+    /// One chunk in one transaction: inbox for the whole chunk, each fresh message behind
+    /// its savepoint (or the chunk at once for a bulk handler), the outbox, the commit.
+    async fn run_chunk(&self, chunk: &[Decoded<'_>]) -> Result<ChunkDone<H::Effect>, ChunkError> {
+        let mut done = ChunkDone::default();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| ChunkError::postgres(e, "postgres"))?;
+        // Inbox for the whole chunk in one statement; a message seen twice in one chunk
+        // is applied once.
+        let keyed: Vec<(&Envelope, i64)> = chunk
+            .iter()
+            .map(|(_, msg, env)| (env, delivery_attempt(msg)))
+            .collect();
+        let mut fresh = crate::db::inbox_record_many(
+            &mut tx,
+            self.handler.schema(),
+            self.handler.name(),
+            &keyed,
+        )
+        .await
+        .map_err(|e| ChunkError::postgres(e, "recording the inbox"))?;
+        let bulk = if self.handler.applies_in_bulk() {
+            self.apply_bulk(&mut tx, chunk, &fresh, &mut done).await
+        } else {
+            None
+        };
+        if let Some(applied) = bulk {
+            done.applied += applied;
+            for (_, _, env) in chunk {
+                // The first sighting of a fresh event was applied; any other is a duplicate.
+                if !fresh.remove(&env.event_uuid()) {
+                    done.duplicates.push(env.clone());
+                    done.consumed.push(env.event_type.clone());
+                }
+            }
+        }
+        for (queue, msg, env) in chunk.iter().filter(|_| bulk.is_none()) {
+            let span = tracing::info_span!(
+                "message",
+                function = self.handler.name(),
+                event_id = %env.event_id,
+                event_type = %env.event_type,
+                order_id = %env.correlation_id,
+                traceparent = %env.traceparent,
+            );
+            let started = std::time::Instant::now();
+            let result = if fresh.remove(&env.event_uuid()) {
+                self.apply_in(&mut tx, env).instrument(span.clone()).await
+            } else {
+                Ok(Step::Duplicate)
+            };
+            crate::metrics::HANDLER_DURATION
+                .observe(&[self.handler.name()], started.elapsed().as_secs_f64());
+            if !matches!(result, Err(HandleError::Transient(_))) {
+                done.consumed.push(env.event_type.clone());
+            }
+            match result {
+                Ok(Step::Done(applied)) => {
+                    done.applied += 1;
+                    done.pending.push(applied);
+                }
+                Ok(Step::Duplicate) => {
+                    span.in_scope(|| tracing::info!("duplicate delivery skipped"));
+                    done.duplicates.push(env.clone());
+                }
+                Err(HandleError::Permanent(reason)) => {
+                    span.in_scope(|| tracing::warn!(%reason, "parking invalid message"));
+                    done.parks.push((
+                        self.park(queue, msg, Some(env), &reason),
+                        ParkedReport {
+                            message_id: Some(env.event_id.clone()),
+                            reason,
+                        },
+                    ));
+                }
+                Err(HandleError::Transient(e)) => {
+                    span.in_scope(|| {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "transient failure, batch will be retried"
+                        )
+                    });
+                    done.failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // Inbox rows of messages after a transient failure were never applied.
+        if done.failure.is_some() {
+            for env in chunk
+                .iter()
+                .map(|(_, _, e)| e)
+                .filter(|e| fresh.contains(&e.event_uuid()))
+            {
+                crate::db::inbox_forget(
+                    &mut tx,
+                    self.handler.schema(),
+                    self.handler.name(),
+                    env.event_uuid(),
+                )
+                .await
+                .map_err(|e| ChunkError::postgres(e, "postgres"))?;
+            }
+        }
+        let events: Vec<Envelope> = done
+            .pending
+            .iter()
+            .flat_map(|a| a.events.iter().cloned())
+            .collect();
+        crate::db::outbox_insert(&mut tx, self.handler.schema(), &events)
+            .await
+            .map_err(|e| ChunkError::postgres(e, "writing the outbox"))?;
+        // Commit what applied, even when a later message failed: the retry skips it.
+        // A deferred constraint is checked here, so the commit too can refuse the data.
+        tx.commit()
+            .await
+            .map_err(|e| ChunkError::postgres(e, "committing the batch"))?;
+        Ok(done)
     }
 
     /// The set-based path: the chunk's fresh events (each once) through `apply_chunk`
@@ -404,9 +507,9 @@ impl<H: MessageHandler> BatchRunner<H> {
     async fn apply_bulk(
         &self,
         tx: &mut PgConnection,
-        chunk: &[(&str, &RmqMessage, Envelope)],
+        chunk: &[Decoded<'_>],
         fresh: &std::collections::HashSet<uuid::Uuid>,
-        pending: &mut Vec<Applied<H::Effect>>,
+        done: &mut ChunkDone<H::Effect>,
     ) -> Option<usize> {
         let mut seen = std::collections::HashSet::new();
         let events: Vec<&Envelope> = chunk
@@ -426,9 +529,11 @@ impl<H: MessageHandler> BatchRunner<H> {
             Ok(applied) => {
                 let each = started.elapsed() / events.len() as u32;
                 for e in &events {
-                    self.record(e, &Ok(Step::Duplicate), each);
+                    crate::metrics::HANDLER_DURATION
+                        .observe(&[self.handler.name()], each.as_secs_f64());
+                    done.consumed.push(e.event_type.clone());
                 }
-                pending.push(applied);
+                done.pending.push(applied);
                 Some(events.len())
             }
             Err(e) => {
@@ -488,11 +593,17 @@ impl<H: MessageHandler> BatchRunner<H> {
             .iter()
             .map(|e| OutMessage::event(&self.names, e, self.encoding))
             .collect();
-        self.publisher
-            .publish(&msgs)
-            .await
-            .map_err(|e| anyhow::Error::new(e).context("publishing events"))?;
         let ids: Vec<uuid::Uuid> = events.iter().map(Envelope::event_uuid).collect();
+        if let Err(e) = self.publisher.publish(&msgs).await {
+            // What the broker did route is delivered: only the rest stays for a re-send.
+            let routed = e.routed(&ids);
+            if let Err(mark) =
+                crate::db::outbox_mark_published(&self.pool, self.handler.schema(), &routed).await
+            {
+                tracing::warn!(error = %mark, "could not mark the routed events published; they will be re-sent (consumers dedupe)");
+            }
+            return Err(anyhow::Error::new(e).context("publishing events"));
+        }
         crate::db::outbox_mark_published(&self.pool, self.handler.schema(), &ids)
             .await
             .map_err(|e| anyhow::Error::new(e).context("marking outbox rows published"))

@@ -181,7 +181,7 @@ pub static EVENTS_PUBLISHED: Metric = counter(
 pub static PUBLISH_FAILURES: Metric = counter(
     "orderflow_publish_failures_total",
     "PublishFailures",
-    "Publishes that failed (nack, timeout, lost connection); the outbox keeps their events.",
+    "Publishes that failed (nack, timeout, lost connection, unroutable: no queue bound); the outbox keeps their events.",
     &[],
 );
 pub static CONFIRM_LATENCY: Metric = histogram(
