@@ -17,8 +17,10 @@
 //! - the effective configuration, and the invariant check.
 //!
 //! `--max` searches the highest open-loop rate that keeps the client p99 under `--p99-ms`
-//! with no error and no retry. The module is the thin shell: `client` places and watches,
-//! `probe` reads the counters, `stats` computes, `report` prints.
+//! with no error and no retry, and that the system drains as fast as it is offered.
+//!
+//! This module is the thin shell: `client` places and watches, `probe` reads the counters,
+//! `stats` computes, `report` prints.
 
 pub mod client;
 pub mod probe;
@@ -51,9 +53,10 @@ pub struct BenchArgs {
     /// waiting past it counts in its order's latency).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Search the highest open-loop rate whose client p99 stays under --p99-ms with no error
-    /// and no retry: steps of --orders orders from --rate (50 by default), 25% up each step,
-    /// stopping at the first step that fails.
+    /// Search the highest open-loop rate whose client p99 stays under --p99-ms with no error,
+    /// no retry, and orders drained at 90% of the offered rate or more: steps of --orders
+    /// orders from --rate (50 by default), 25% up each step, stopping at the first step that
+    /// fails. Give each step several seconds of orders, so that a backlog has time to show.
     #[arg(long)]
     pub max: bool,
     /// The p99 bound of --max, in milliseconds.
@@ -653,6 +656,8 @@ struct Step {
     rate: f64,
     window_secs: f64,
     orders_final_per_sec: f64,
+    /// From the first final order to the last (see `stats::drain_rate`).
+    drain_per_sec: f64,
     client_latency_ms: Latency,
     retried: u64,
     errors: u64,
@@ -670,8 +675,10 @@ async fn search(
     let mut rate = args.rate.filter(|r| *r > 0.0).unwrap_or(50.0);
     let mut steps: Vec<Step> = Vec::new();
     println!(
-        "searching the highest rate with client p99 <= {} ms, no error, no retry ({} orders a step)",
-        args.p99_ms, args.orders
+        "searching the highest rate with client p99 <= {} ms, no error, no retry, drained at {}% of the rate or more ({} orders a step)",
+        args.p99_ms,
+        stats::SUSTAINED_SHARE * 100.0,
+        args.orders
     );
     for step in 0..MAX_STEPS {
         let load = setup.load(args, step * args.orders, Some(rate));
@@ -700,10 +707,12 @@ async fn search(
             .collect();
         let latency = Latency::of(&client_ms);
         let finals_n = client_ms.len() as u64;
+        let drain = stats::drain_rate(&out.records).unwrap_or(0.0);
         let s = Step {
             rate,
             window_secs: window.secs,
             orders_final_per_sec: finals_n as f64 / window.secs,
+            drain_per_sec: drain,
             client_latency_ms: latency,
             retried: retries.orders_retried,
             errors: retries.errors(),
@@ -711,13 +720,15 @@ async fn search(
             pass: window.complete
                 && retries.errors() == 0
                 && !retries.happened()
-                && latency.p99 <= args.p99_ms,
+                && latency.p99 <= args.p99_ms
+                && drain >= stats::SUSTAINED_SHARE * rate,
         };
         println!(
-            "rate {:>8.1}/s: {:.1} final/s over {:.2} s, client p99 {:.1} ms (max {:.1}), {} retried, {} errors -> {}",
+            "rate {:>8.1}/s: {:.1} final/s over {:.2} s (drained at {:.1}/s), client p99 {:.1} ms (max {:.1}), {} retried, {} errors -> {}",
             s.rate,
             s.orders_final_per_sec,
             s.window_secs,
+            s.drain_per_sec,
             latency.p99,
             latency.max,
             s.retried,

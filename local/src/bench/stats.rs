@@ -126,6 +126,19 @@ pub fn rates(w: &Window, finals: u64, accepted: u64, messages_in_window: u64) ->
     }
 }
 
+/// How fast orders became final once they did, from the first final to the last: a rate
+/// the system sustains keeps this near the offered rate, whatever the latency level, while
+/// one beyond its capacity drains slower (a backlog builds), however short the step.
+pub fn drain_rate(records: &[OrderRecord]) -> Option<f64> {
+    let finals: Vec<f64> = records.iter().filter_map(|r| r.final_seen).collect();
+    let first = finals.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = finals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (finals.len() >= 2 && last > first).then(|| (finals.len() - 1) as f64 / (last - first))
+}
+
+/// The share of the offered rate a step of --max must drain at to count as sustained.
+pub const SUSTAINED_SHARE: f64 = 0.9;
+
 /// Answers that were retried, orders that failed, and the time retrying took.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Retries {
@@ -455,6 +468,34 @@ mod tests {
         let w = window(&rs, 30.0);
         assert!(!w.complete);
         assert_eq!(w.secs, 30.0);
+    }
+
+    #[test]
+    fn a_rate_beyond_capacity_drains_slower_than_offered_however_short_the_step() {
+        // Offered at 100/s (one every 10 ms); kept up with: finals 10 ms apart, 1 s late.
+        let kept: Vec<OrderRecord> = (0..50)
+            .map(|i| {
+                record(
+                    Some(i as f64 * 0.01),
+                    i as f64 * 0.01,
+                    Some(1.0 + i as f64 * 0.01),
+                )
+            })
+            .collect();
+        let r = drain_rate(&kept).unwrap_or_default();
+        assert!((r - 100.0).abs() < 1e-6, "{r}");
+        // Same offer, capacity 60/s: finals ~16.7 ms apart.
+        let behind: Vec<OrderRecord> = (0..50)
+            .map(|i| {
+                record(
+                    Some(i as f64 * 0.01),
+                    i as f64 * 0.01,
+                    Some(0.1 + i as f64 / 60.0),
+                )
+            })
+            .collect();
+        assert!(drain_rate(&behind).unwrap_or_default() < SUSTAINED_SHARE * 100.0);
+        assert_eq!(drain_rate(&kept[..1]), None);
     }
 
     #[test]
