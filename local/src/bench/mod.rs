@@ -348,25 +348,6 @@ async fn git_commit() -> Option<String> {
     Some(if dirty { format!("{head}+dirty") } else { head })
 }
 
-/// Counters read just before the first send and again once all work is done.
-struct Snapshot {
-    procs: Vec<stats::ProcStat>,
-    broker: Option<probe::BrokerCounts>,
-    metrics: String,
-}
-
-async fn snapshot(setup: &Setup, mgmt: Option<&probe::Management>) -> Snapshot {
-    let broker = match mgmt {
-        Some(m) => m.counts(&setup.iso.cfg.prefix).await.ok(),
-        None => None,
-    };
-    Snapshot {
-        procs: probe::procs(),
-        broker,
-        metrics: probe::scrape(&setup.http, &setup.iso.base).await,
-    }
-}
-
 async fn measure(
     setup: &mut Setup,
     base_cfg: &shared::Config,
@@ -390,9 +371,13 @@ async fn measure(
         SETTLE.as_secs()
     );
     tokio::time::sleep(SETTLE).await;
+    // The broker's counters first (waiting for them adds nothing to the others), then the
+    // commit counter, then CPU, right before the first send.
+    let metrics_before = probe::scrape(&setup.http, &setup.iso.base).await;
+    let broker_before = settled_counts(mgmt.as_ref(), &setup.iso.cfg.prefix, &metrics_before).await;
     let commits_before =
         probe::commits(&mut probe::admin(&setup.iso.db_url).await?, &db_name).await?;
-    let before = snapshot(setup, mgmt.as_ref()).await;
+    let procs_before = probe::procs();
     let rss_at_start = probe::memory(setup.pid).map_or(0, |m| m.0);
 
     let watcher = Watcher::new(&setup.iso.cfg.database_url, table)?;
@@ -427,8 +412,8 @@ async fn measure(
     placed.finish();
     finals.finish();
     setup.quiet(&watcher, Duration::from_secs(60)).await?;
-    let after = snapshot(setup, mgmt.as_ref()).await;
-    let quiet_at = Instant::now();
+    let procs_after = probe::procs();
+    let metrics_after = probe::scrape(&setup.http, &setup.iso.base).await;
     sampler.abort();
     let memory_end = probe::memory(setup.pid).unwrap_or_default();
 
@@ -448,10 +433,7 @@ async fn measure(
     }
     let commits_after = probe::commits(&mut admin, &db_name).await?;
     let own_queries = watcher.queries.load(Ordering::SeqCst) as i64;
-    let broker_after = match &mgmt {
-        Some(m) => settled_counts(m, &setup.iso.cfg.prefix, quiet_at).await,
-        None => None,
-    };
+    let broker_after = settled_counts(mgmt.as_ref(), &setup.iso.cfg.prefix, &metrics_after).await;
 
     let ctx = shared::context::Context::new(setup.iso.cfg.clone())?;
     let (inbox_after, outbox_after) = probe::rows(&ctx.pool).await?;
@@ -493,7 +475,7 @@ async fn measure(
     };
     ctx.pool.close().await;
 
-    let (broker_work, sources) = match (before.broker, broker_after) {
+    let (broker_work, sources) = match (broker_before, broker_after) {
         (Some(b), Some(a)) => (
             Some((a.deliveries.saturating_sub(b.deliveries), a.publishes.saturating_sub(b.publishes))),
             "deliveries and publishes: RabbitMQ management API, deliver_get of the run's queues and publish_in of its exchanges (every publish is confirmed)".to_string(),
@@ -504,7 +486,7 @@ async fn measure(
         ),
     };
     let app = |name: &str| {
-        stats::prom_sum(&after.metrics, name, &[]) - stats::prom_sum(&before.metrics, name, &[])
+        stats::prom_sum(&metrics_after, name, &[]) - stats::prom_sum(&metrics_before, name, &[])
     };
     let app_messages = app("orderflow_messages_total");
     let app_publishes = app("orderflow_events_published_total");
@@ -550,10 +532,10 @@ async fn measure(
         .into_iter()
         .map(|(who, g)| {
             let secs =
-                stats::group_ticks(&before.procs, &after.procs, &g) as f64 / probe::TICKS_PER_SEC;
+                stats::group_ticks(&procs_before, &procs_after, &g) as f64 / probe::TICKS_PER_SEC;
             Cpu {
                 who,
-                processes: stats::members(&after.procs, &g).len(),
+                processes: stats::members(&procs_after, &g).len(),
                 cpu_secs: secs,
                 ms_per_order: per(secs * 1000.0),
             }
@@ -629,25 +611,37 @@ async fn measure(
         && report.comparison.as_ref().is_none_or(|c| c.like_for_like()))
 }
 
-/// The management API's counters once they include everything up to `quiet_at`: it
-/// refreshes them every 5 s, so read after that and until two readings agree.
+/// The management API's counters once they are current. The broker refreshes them every
+/// 5 s, later when it is busy: they count as current once they have reached what the
+/// runner's own counters (`metrics`) say was delivered and published and stopped moving, or
+/// when they have not moved for 8 s (they then differ from the runner's, and the report
+/// shows both), or after a minute.
 async fn settled_counts(
-    m: &probe::Management,
+    m: Option<&probe::Management>,
     prefix: &str,
-    quiet_at: Instant,
+    metrics: &str,
 ) -> Option<probe::BrokerCounts> {
-    let wait = Duration::from_secs(6).saturating_sub(quiet_at.elapsed());
-    tokio::time::sleep(wait).await;
+    let m = m?;
+    let delivered = stats::prom_sum(metrics, "orderflow_messages_total", &[]);
+    let published = stats::prom_sum(metrics, "orderflow_events_published_total", &[]);
+    let started = Instant::now();
     let mut last = m.counts(prefix).await.ok()?;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = m.counts(prefix).await.ok()?;
-        if now == last {
-            return Some(now);
+    let mut still_since = Instant::now();
+    loop {
+        let still = still_since.elapsed();
+        if (probe::caught_up(&last, delivered, published) && still >= Duration::from_secs(1))
+            || still >= Duration::from_secs(8)
+            || started.elapsed() >= Duration::from_secs(60)
+        {
+            return Some(last);
         }
-        last = now;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = m.counts(prefix).await.ok()?;
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        }
     }
-    Some(last)
 }
 
 /// One step of --max.

@@ -238,6 +238,12 @@ impl Management {
     }
 }
 
+/// Whether the broker's counters have reached what the runner counted (it delivers to the
+/// runner's functions and receives its publishes, so it can only lag behind, not fall short).
+pub fn caught_up(c: &BrokerCounts, delivered: f64, published: f64) -> bool {
+    c.deliveries as f64 >= delivered && c.publishes as f64 >= published
+}
+
 /// Adds up the counters of the objects named with `prefix` in the management API's answers.
 pub fn broker_counts(
     queues: &serde_json::Value,
@@ -323,5 +329,17 @@ mod tests {
             broker_counts(&json!(null), &json!({}), "x"),
             BrokerCounts::default()
         );
+    }
+
+    #[test]
+    fn broker_counters_are_current_once_they_reach_the_runners() {
+        let c = BrokerCounts {
+            publishes: 2104,
+            deliveries: 4223,
+            redeliveries: 0,
+        };
+        assert!(caught_up(&c, 4223.0, 2104.0));
+        assert!(!caught_up(&c, 4224.0, 2104.0));
+        assert!(!caught_up(&BrokerCounts::default(), 8.0, 4.0));
     }
 }
