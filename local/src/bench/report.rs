@@ -327,7 +327,7 @@ pub fn render(r: &Report) -> String {
         if cmp.rows.iter().any(|r| r.what == "commits" && !r.within) {
             let _ = writeln!(
                 o,
-                "  (commits follow the batches: the run that keeps up more easily batches less and commits more; compare at a load both batch alike)"
+                "  (commits follow the batches: one per chunk of 32 messages, one per batch that published, four per created order; runs that batch differently commit differently, so compare at a load where both batch alike, on an otherwise idle machine)"
             );
         }
         let _ = writeln!(
