@@ -363,7 +363,7 @@ mod tests {
         };
         r.config.build = "release".into();
         let text = render(&r);
-        assert!(text.contains("3.00 s, from the first order's scheduled send"));
+        assert!(text.contains("3.00 s, from the first send"));
         assert!(text.contains("retries:         none"));
         assert!(!text.contains("ERRORS"));
         r.retries.retried_by_status.insert("503".into(), 2);

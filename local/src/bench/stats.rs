@@ -88,8 +88,7 @@ pub struct Window {
     pub complete: bool,
 }
 
-pub const WINDOW_DEFINITION: &str =
-    "from the first order's scheduled send to the client seeing the last order final";
+pub const WINDOW_DEFINITION: &str = "from the first send (the first order's scheduled time) to the client seeing the last order final";
 
 /// The window of a run: it ends at the last final order the client saw, or where the client
 /// gave up waiting (`gave_up_at`) when an accepted order never became final.
