@@ -78,6 +78,15 @@ pub async fn spawn_runner(
     env: &[(String, String)],
     log: Arc<Mutex<RunnerLog>>,
 ) -> anyhow::Result<Runner> {
+    spawn_runner_with(env, log, &[]).await
+}
+
+/// `orderflow up` with extra arguments (the bench's baseline passes `--stand-ins`).
+pub async fn spawn_runner_with(
+    env: &[(String, String)],
+    log: Arc<Mutex<RunnerLog>>,
+    args: &[&str],
+) -> anyhow::Result<Runner> {
     // Resolved once: after a rebuild replaces the file, /proc/self/exe names a deleted path.
     static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     let exe = match EXE.get() {
@@ -88,6 +97,7 @@ pub async fn spawn_runner(
     };
     let mut child = Command::new(exe)
         .arg("up")
+        .args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

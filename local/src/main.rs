@@ -28,6 +28,10 @@ enum Command {
         /// Send invocations to a Lambda emulator (e.g. `cargo lambda watch`, http://[::1]:9000).
         #[arg(long)]
         invoke_url: Option<String>,
+        /// Serve the bench baseline's stand-ins instead of the business functions (used by
+        /// `orderflow bench --baseline`, which starts this runner itself).
+        #[arg(long, hide = true, conflicts_with = "invoke_url")]
+        stand_ins: bool,
     },
     /// Upsert products and set their stock.
     Seed {
@@ -243,11 +247,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let queues = local::template_queues(&specs);
     let cfg = config()?;
     match cli.command {
-        Command::Up { invoke_url } => {
+        Command::Up {
+            invoke_url,
+            stand_ins,
+        } => {
             let mut opts = StackOptions::from_env()?;
             opts.template = template_text;
             opts.invoke_url = invoke_url;
-            let stack = Stack::start(cfg, opts).await?;
+            let stack = if stand_ins {
+                Stack::start_with(cfg, opts, local::baseline::stand_ins::find).await?
+            } else {
+                Stack::start(cfg, opts).await?
+            };
             println!(
                 "orderflow is up: HTTP on http://{} (Ctrl-C stops gracefully)",
                 stack.http_addr

@@ -161,6 +161,16 @@ pub async fn delete_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Re
 
 impl Stack {
     pub async fn start(cfg: Config, opts: StackOptions) -> anyhow::Result<Stack> {
+        Self::start_with(cfg, opts, crate::registry::find).await
+    }
+
+    /// Same, with the function of each binary taken from `find` (the bench's baseline
+    /// swaps the business functions for stand-ins this way).
+    pub async fn start_with(
+        cfg: Config,
+        opts: StackOptions,
+        find: fn(&str) -> Option<shared::Constructor>,
+    ) -> anyhow::Result<Stack> {
         let specs = template::parse(&opts.template)?;
         preflight(&cfg).await?;
         prepare(&cfg, &specs).await?;
@@ -183,7 +193,7 @@ impl Stack {
             let target = match &opts.invoke_url {
                 Some(url) => Target::remote(url, &spec.binary),
                 None => {
-                    let ctor = crate::registry::find(&spec.binary).with_context(|| {
+                    let ctor = find(&spec.binary).with_context(|| {
                         format!("template names {} but no service provides it", spec.binary)
                     })?;
                     Target::InProcess(ctor(&ctx))

@@ -398,7 +398,7 @@ pub async fn outbox_backlog<'e>(
 
 /// Per consumer of this schema's inbox: how many events it handled and how long after they
 /// occurred (queue wait plus handling), in milliseconds: p50, p95, p99, max.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StageLatency {
     pub consumer: String,
     pub count: i64,

@@ -683,8 +683,9 @@ enum Step<E> {
 }
 
 /// Messages per transaction: under the 64 subtransactions a Postgres backend caches (past
-/// that, every snapshot in the cluster pays for subtransaction lookups).
-const CHUNK: usize = 32;
+/// that, every snapshot in the cluster pays for subtransaction lookups). Public so that the
+/// bench reports the figure it ran with.
+pub const CHUNK: usize = 32;
 
 /// Which delivery of the message this is (1 = first): quorum queues count earlier
 /// deliveries in `x-delivery-count`.
