@@ -25,6 +25,28 @@ pub struct Config {
     pub db_pool_size: u32,
     /// Injected faults (`ORDERFLOW_FAULTS`); none by default.
     pub faults: crate::faults::Faults,
+    /// Admission control of `POST /orders` (`ORDER_ADMISSION*`).
+    pub admission: Admission,
+}
+
+/// When `POST /orders` refuses new work: the backlog of undecided orders, drained at the
+/// rate measured over `window`, must be decided within `headroom` of the order deadline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admission {
+    /// `ORDER_ADMISSION=off` turns it off (default on).
+    pub enabled: bool,
+    /// Share of the deadline the backlog may take to drain (`ORDER_ADMISSION_HEADROOM`,
+    /// default 0.5: the other half absorbs a drop in the drain rate).
+    pub headroom: f64,
+    /// Below this many undecided orders everything is admitted, whatever the measured rate
+    /// (`ORDER_ADMISSION_MIN_BACKLOG`, default 200): a system that has just started has no
+    /// rate yet.
+    pub min_backlog: i64,
+    /// How far back the drain rate is measured (`ORDER_ADMISSION_WINDOW_SECS`, default 10).
+    pub window: Duration,
+    /// How long one reading of the backlog serves an instance (`ORDER_ADMISSION_REFRESH_MS`,
+    /// default 1000): one query a second however many orders arrive.
+    pub refresh: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +130,43 @@ impl Config {
             webhook_url: get("NOTIFICATION_WEBHOOK_URL").filter(|s| !s.is_empty()),
             db_pool_size,
             faults,
+            admission: Admission {
+                enabled: !matches!(get("ORDER_ADMISSION").as_deref(), Some("off")),
+                headroom: match get("ORDER_ADMISSION_HEADROOM") {
+                    None => 0.5,
+                    Some(v) => v
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|h| *h > 0.0 && *h <= 1.0)
+                        .ok_or_else(|| ConfigError {
+                            name: "ORDER_ADMISSION_HEADROOM",
+                            value: v.clone(),
+                            reason: "a share of the deadline, above 0 and at most 1".into(),
+                        })?,
+                },
+                min_backlog: match get("ORDER_ADMISSION_MIN_BACKLOG") {
+                    None => 200,
+                    Some(v) => v.trim().parse::<i64>().map_err(|e| ConfigError {
+                        name: "ORDER_ADMISSION_MIN_BACKLOG",
+                        value: v.clone(),
+                        reason: e.to_string(),
+                    })?,
+                },
+                window: secs("ORDER_ADMISSION_WINDOW_SECS", 10)?.max(Duration::from_secs(1)),
+                refresh: match get("ORDER_ADMISSION_REFRESH_MS") {
+                    None => Duration::from_secs(1),
+                    Some(v) => v
+                        .trim()
+                        .parse::<u64>()
+                        .map(Duration::from_millis)
+                        .map_err(|e| ConfigError {
+                            name: "ORDER_ADMISSION_REFRESH_MS",
+                            value: v.clone(),
+                            reason: e.to_string(),
+                        })?,
+                },
+            },
         })
     }
 

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503 refusals).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +27,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request", message)
@@ -52,10 +60,17 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
-        json_response(
+        let mut resp = json_response(
             self.status,
             &serde_json::json!({"error": {"code": self.code, "message": self.message}}),
-        )
+        );
+        if let Some(secs) = self.retry_after {
+            resp.headers.insert(
+                aws_lambda_events::http::header::RETRY_AFTER,
+                aws_lambda_events::http::HeaderValue::from(secs),
+            );
+        }
+        resp
     }
 }
 

@@ -6,6 +6,7 @@
 //! order; `functions` builds one Lambda function per binary, `order-timeline` among them:
 //! it records every event of every order, whichever service published it.
 
+pub mod admission;
 pub mod apply;
 pub mod domain;
 pub mod functions;

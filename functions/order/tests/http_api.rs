@@ -242,3 +242,77 @@ async fn with_the_session_store_down_it_is_503_not_401() {
         "{body}"
     );
 }
+
+/// The raw API Gateway answer of `POST /orders` (status, `Retry-After`, body).
+async fn post_raw(h: &Harness, token: &str, key: &str) -> (u16, Option<String>, serde_json::Value) {
+    let mut req = shared::http::request("POST", "/orders", "POST /orders");
+    req.body = Some(ONE_LINE.to_string());
+    for (name, value) in [
+        ("authorization", format!("Bearer {token}")),
+        ("idempotency-key", key.to_string()),
+    ] {
+        req.headers.insert(
+            aws_lambda_events::http::HeaderName::from_static(name),
+            aws_lambda_events::http::HeaderValue::from_str(&value).unwrap(),
+        );
+    }
+    let out = h
+        .create
+        .invoke(serde_json::to_value(&req).unwrap())
+        .await
+        .unwrap();
+    let retry_after = out["headers"]["retry-after"].as_str().map(String::from);
+    let body = serde_json::from_str(out["body"].as_str().unwrap_or("null")).unwrap();
+    (
+        out["statusCode"].as_u64().unwrap() as u16,
+        retry_after,
+        body,
+    )
+}
+
+#[tokio::test]
+async fn a_backlog_that_cannot_be_decided_in_time_is_refused_with_503_and_retry_after_and_nothing_created()
+ {
+    let env = shared::testing::TestEnv::with_config(|c| {
+        c.admission.min_backlog = 3;
+        // Every request reads the backlog afresh, so the refusal is immediate.
+        c.admission.refresh = std::time::Duration::ZERO;
+    })
+    .await;
+    let h = Harness::from_env(env).await;
+    h.seed_catalog().await;
+    let user = h.user().await;
+    // Three orders waiting, none decided lately: the consumers look stalled.
+    let mut placed = Vec::new();
+    for _ in 0..3 {
+        placed.push(h.place(&user, "tok_visa").await.1);
+    }
+    let (status, retry_after, body) = post_raw(&h, &user.token, "during-overload").await;
+    assert_eq!((status, error_code(&body)), (503, "overloaded"), "{body}");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert_eq!(
+        order::orders(&h.env.ctx.pool).await.unwrap().len(),
+        3,
+        "nothing created"
+    );
+
+    // The backlog is decided; the same key is still free and now goes through.
+    for created in &placed {
+        h.to_saga(&[common::reserved(created), common::payment(created, true)])
+            .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _, body) = post_raw(&h, &user.token, "during-overload").await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the backlog drained"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(order::orders(&h.env.ctx.pool).await.unwrap().len(), 4);
+}

@@ -2,6 +2,7 @@
 //! its idempotency record and `order.created` in one transaction, and publishes after commit.
 //! A W3C `traceparent` request header makes the order's trace a child of the caller's.
 
+use crate::admission::{AdmissionControl, Decision};
 use crate::domain::pricing::{self, PricedOrder, PricingError};
 use crate::domain::request::{IdempotencyKey, OrderRequest, ValidOrder};
 use crate::pg::idempotency::{self, StoredResponse};
@@ -17,13 +18,21 @@ use uuid::Uuid;
 
 pub const ROUTE: &str = "POST /orders";
 
-#[derive(Clone)]
 struct CreateOrder {
     ctx: Context,
+    admission: AdmissionControl,
 }
 
 pub fn create(ctx: &Context) -> Arc<dyn Function> {
-    let state = Arc::new(CreateOrder { ctx: ctx.clone() });
+    let admission = AdmissionControl::new(
+        ctx.pool.clone(),
+        ctx.config.admission,
+        ctx.config.pending_timeout,
+    );
+    let state = Arc::new(CreateOrder {
+        ctx: ctx.clone(),
+        admission,
+    });
     Arc::new(shared::lambda::HttpFunction(move |req| {
         let s = state.clone();
         async move { s.handle(req).await }
@@ -71,6 +80,19 @@ impl CreateOrder {
                 idempotency::find(&self.ctx.pool, session.user_id, key.as_str()).await?
         {
             return replay(stored, &request_hash);
+        }
+        // After the replay: a retry of an order already accepted gets its answer, not a 503.
+        if let Decision::Refuse { retry_after_secs } = self.admission.check().await? {
+            tracing::warn!(
+                retry_after_secs,
+                "order refused: the backlog could not be decided before the deadline"
+            );
+            return Err(ApiError::new(
+                503,
+                "overloaded",
+                "too many orders are waiting to be decided; nothing was created, retry later with the same Idempotency-Key",
+            )
+            .with_retry_after(retry_after_secs));
         }
         let prices = catalog::prices(&self.ctx.pool, &order.product_ids()).await?;
         let priced = pricing::price(&order, &prices).map_err(pricing_error)?;
