@@ -75,10 +75,12 @@ pub trait MessageHandler: Send + Sync + 'static {
     /// fail the batch: the state is committed; log and rely on TTLs or sweeps instead.
     async fn after_commit(&self, _effects: Vec<Self::Effect>) {}
 
-    /// True for handlers whose effect is one idempotent append per event, with no decision
-    /// that could fail for one message alone: the runner then hands them a chunk's fresh
-    /// events at once (`apply_chunk`), one statement instead of a savepoint and a statement
-    /// per message. A chunk that fails is retried message by message.
+    /// True for handlers that can apply a chunk's fresh events at once (`apply_chunk`), a
+    /// constant number of statements instead of a savepoint and a few statements per
+    /// message: appends (the timeline) and decisions that can be taken for the whole chunk
+    /// against rows locked once (inventory-reserve). A chunk that fails, for any reason, is
+    /// rolled back to its savepoint and applied message by message, which parks an invalid
+    /// message alone.
     fn applies_in_bulk(&self) -> bool {
         false
     }

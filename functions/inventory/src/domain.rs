@@ -134,6 +134,49 @@ pub fn reservation_lines(items: &[shared::contracts::OrderLine]) -> Result<Vec<L
         .collect()
 }
 
+/// How one order of a chunk fares against the stock locked for the chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocation {
+    /// Every line taken from `stock`.
+    Reserved,
+    /// The first line (in product order) that could not be served, and why.
+    Short {
+        product_id: String,
+        reason: shared::contracts::RejectReason,
+    },
+}
+
+/// Takes an order's lines from `stock` (product -> available), all of them or none, the way
+/// the conditional update of the message-by-message path does: lines in product order, the
+/// first one that cannot be served decides. Orders of a chunk are allocated in arrival order
+/// against the same map, so the chunk decides exactly as its messages would one by one.
+pub fn allocate(stock: &mut BTreeMap<String, i64>, lines: &[Line]) -> Allocation {
+    use shared::contracts::RejectReason;
+    for line in lines {
+        match stock.get(&line.product_id) {
+            None => {
+                return Allocation::Short {
+                    product_id: line.product_id.clone(),
+                    reason: RejectReason::UnknownProduct,
+                };
+            }
+            Some(available) if *available < i64::from(line.quantity) => {
+                return Allocation::Short {
+                    product_id: line.product_id.clone(),
+                    reason: RejectReason::OutOfStock,
+                };
+            }
+            Some(_) => {}
+        }
+    }
+    for line in lines {
+        if let Some(available) = stock.get_mut(&line.product_id) {
+            *available -= i64::from(line.quantity);
+        }
+    }
+    Allocation::Reserved
+}
+
 pub fn to_order_lines(lines: &[Line]) -> Vec<shared::contracts::OrderLine> {
     lines
         .iter()
@@ -398,5 +441,57 @@ mod tests {
         assert_eq!(StockFigure::decode("7:3"), Some(f));
         assert_eq!(StockFigure::decode("7"), None);
         assert_eq!(StockFigure::decode("x:3"), None);
+    }
+
+    fn stock(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        pairs.iter().map(|(p, n)| (p.to_string(), *n)).collect()
+    }
+
+    fn lines(pairs: &[(&str, i32)]) -> Vec<Line> {
+        pairs
+            .iter()
+            .map(|(p, q)| Line {
+                product_id: p.to_string(),
+                quantity: *q,
+                unit_price_cents: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_allocates_in_arrival_order_and_the_last_unit_goes_once() {
+        let mut s = stock(&[("a", 1), ("b", 5)]);
+        assert_eq!(
+            allocate(&mut s, &lines(&[("a", 1), ("b", 2)])),
+            Allocation::Reserved
+        );
+        assert_eq!(
+            allocate(&mut s, &lines(&[("a", 1)])),
+            Allocation::Short {
+                product_id: "a".into(),
+                reason: shared::contracts::RejectReason::OutOfStock
+            }
+        );
+        assert_eq!(s, stock(&[("a", 0), ("b", 3)]));
+    }
+
+    #[test]
+    fn a_short_line_takes_nothing_from_the_other_lines() {
+        let mut s = stock(&[("a", 5), ("b", 1)]);
+        let got = allocate(&mut s, &lines(&[("a", 2), ("b", 2)]));
+        assert!(matches!(got, Allocation::Short { ref product_id, .. } if product_id == "b"));
+        assert_eq!(s, stock(&[("a", 5), ("b", 1)]));
+    }
+
+    #[test]
+    fn an_unknown_product_is_rejected_as_such() {
+        let mut s = stock(&[("a", 5)]);
+        assert_eq!(
+            allocate(&mut s, &lines(&[("a", 1), ("zz", 1)])),
+            Allocation::Short {
+                product_id: "zz".into(),
+                reason: shared::contracts::RejectReason::UnknownProduct
+            }
+        );
     }
 }

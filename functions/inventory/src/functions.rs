@@ -163,6 +163,87 @@ impl MessageHandler for Reserve {
         }
     }
 
+    /// A whole chunk in five statements: lock or create every reservation, lock the
+    /// products they name, decide each order in arrival order against what is locked
+    /// (`domain::allocate`, the same rule as the per-message path), then write the stock
+    /// taken, the ledger rows and the reservations. A message that fails validation fails
+    /// the chunk, which the runner then applies message by message (parking that one).
+    fn applies_in_bulk(&self) -> bool {
+        true
+    }
+
+    async fn apply_chunk(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> Result<Applied<StockChange>, HandleError> {
+        let mut orders = Vec::with_capacity(events.len());
+        for env in events {
+            let Payload::OrderCreated(order) = env.payload() else {
+                return Err(HandleError::unexpected(env));
+            };
+            if order.order_id.trim().is_empty() {
+                return Err(HandleError::permanent("order.created without an order_id"));
+            }
+            let lines = domain::reservation_lines(&order.items).map_err(HandleError::Permanent)?;
+            orders.push((*env, order, lines));
+        }
+        let ids: Vec<&str> = orders.iter().map(|(_, o, _)| o.order_id.as_str()).collect();
+        let mut status = PgStock::lock_or_create_many(tx, &ids).await?;
+        let mut products: Vec<&str> = orders
+            .iter()
+            .filter(|(_, o, _)| status.get(&o.order_id) == Some(&ReservationStatus::Pending))
+            .flat_map(|(_, _, lines)| lines.iter().map(|l| l.product_id.as_str()))
+            .collect();
+        products.sort_unstable();
+        products.dedup();
+        let mut stock = PgStock::lock_stock(tx, &products).await?;
+        let mut decided = Vec::new();
+        let mut events_out = Vec::with_capacity(orders.len());
+        for (env, order, lines) in orders {
+            let current = status.get(&order.order_id).copied().ok_or_else(|| {
+                anyhow::anyhow!("reservation of {} was not locked", order.order_id)
+            })?;
+            let rejected = |reason: RejectReason, product_id: String| {
+                let payload = Payload::StockRejected(StockRejected {
+                    order_id: order.order_id.clone(),
+                    reason: reason as i32,
+                    product_id,
+                });
+                Envelope::new(payload, Some(env))
+            };
+            match domain::on_order_created(current) {
+                ReserveAction::Nothing => {}
+                ReserveAction::RefuseCancelled => {
+                    events_out.push(rejected(RejectReason::OrderCancelled, String::new()))
+                }
+                ReserveAction::Reserve => match domain::allocate(&mut stock, &lines) {
+                    domain::Allocation::Reserved => {
+                        let payload = Payload::StockReserved(StockReserved {
+                            order_id: order.order_id.clone(),
+                            items: domain::to_order_lines(&lines),
+                        });
+                        events_out.push(Envelope::new(payload, Some(env)));
+                        status.insert(order.order_id.clone(), ReservationStatus::Reserved);
+                        decided.push((order.order_id.clone(), ReservationStatus::Reserved, lines));
+                    }
+                    domain::Allocation::Short { product_id, reason } => {
+                        events_out.push(rejected(reason, product_id));
+                        status.insert(order.order_id.clone(), ReservationStatus::Rejected);
+                        decided.push((order.order_id.clone(), ReservationStatus::Rejected, vec![]));
+                    }
+                },
+            }
+        }
+        let changes = PgStock::apply_reservations(tx, &decided).await?;
+        tracing::info!(
+            orders = events.len(),
+            decided = decided.len(),
+            "chunk of reservations applied"
+        );
+        Ok(with_changes(events_out, changes))
+    }
+
     async fn after_commit(&self, effects: Vec<StockChange>) {
         refresh_cache(&self.cache, effects).await;
     }

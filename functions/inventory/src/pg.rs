@@ -9,6 +9,7 @@ use crate::domain::{Line, ReservationStatus, StockFigure};
 use shared::contracts::RejectReason;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
+use std::collections::{BTreeMap, HashMap};
 
 /// A product's new stock figure after a committed change (for the cache).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +211,127 @@ impl PgStock {
             }
         }
         Self::record_movements(conn, order_id, Movement::Release, &returned).await?;
+        Ok(changes)
+    }
+
+    /// `lock_or_create` for a whole chunk in one statement; rows are locked in order-id
+    /// order so concurrent chunks cannot deadlock on each other.
+    pub async fn lock_or_create_many(
+        conn: &mut PgConnection,
+        order_ids: &[&str],
+    ) -> anyhow::Result<HashMap<String, ReservationStatus>> {
+        let mut ids: Vec<&str> = order_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "INSERT INTO inventory.reservations (order_id, status)
+             SELECT id, 'pending' FROM UNNEST($1::text[]) AS u(id) ORDER BY id
+             ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
+             RETURNING order_id, status",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter()
+            .map(|(id, status)| {
+                let parsed = ReservationStatus::parse(&status).ok_or_else(|| {
+                    anyhow::anyhow!("reservation of order {id} has an unknown status {status:?}")
+                })?;
+                Ok((id, parsed))
+            })
+            .collect()
+    }
+
+    /// Locks the products (in id order, as every path does) and returns what is available.
+    /// Unknown ids are absent.
+    pub async fn lock_stock(
+        conn: &mut PgConnection,
+        ids: &[&str],
+    ) -> sqlx::Result<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT product_id, available FROM inventory.products
+             WHERE product_id = ANY($1) ORDER BY product_id FOR UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, available)| (id, i64::from(available)))
+            .collect())
+    }
+
+    /// Writes a chunk's decisions: stock taken per product (one update), the ledger rows of
+    /// every reservation (one insert) and every reservation's new status and lines (one
+    /// update). The products must be locked (`lock_stock`) and `taken` must fit in what they
+    /// hold; the `available >= 0` check would refuse it otherwise.
+    pub async fn apply_reservations(
+        conn: &mut PgConnection,
+        decided: &[(String, ReservationStatus, Vec<Line>)],
+    ) -> sqlx::Result<Vec<StockChange>> {
+        let mut taken: BTreeMap<&str, i32> = BTreeMap::new();
+        let (mut mv_orders, mut mv_products, mut mv_deltas) = (vec![], vec![], vec![]);
+        for (order_id, status, lines) in decided {
+            if *status != ReservationStatus::Reserved {
+                continue;
+            }
+            for l in lines {
+                *taken.entry(l.product_id.as_str()).or_default() += l.quantity;
+                mv_orders.push(order_id.as_str());
+                mv_products.push(l.product_id.as_str());
+                mv_deltas.push(-l.quantity);
+            }
+        }
+        let mut changes = Vec::with_capacity(taken.len());
+        if !taken.is_empty() {
+            let (ids, qty): (Vec<&str>, Vec<i32>) = taken.into_iter().unzip();
+            let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+                "UPDATE inventory.products AS p
+                 SET available = p.available - t.qty, version = p.version + 1, updated_at = now()
+                 FROM UNNEST($1::text[], $2::int[]) AS t(id, qty)
+                 WHERE p.product_id = t.id
+                 RETURNING p.product_id, p.available, p.version",
+            )
+            .bind(&ids)
+            .bind(&qty)
+            .fetch_all(&mut *conn)
+            .await?;
+            changes.extend(
+                rows.into_iter()
+                    .map(|(product_id, available, version)| StockChange {
+                        product_id,
+                        figure: StockFigure {
+                            version,
+                            available: i64::from(available),
+                        },
+                    }),
+            );
+            sqlx::query(
+                "INSERT INTO inventory.stock_movements (product_id, kind, order_id, delta)
+                 SELECT p, 'reserve', o, d FROM UNNEST($1::text[], $2::text[], $3::int[]) AS m(o, p, d)",
+            )
+            .bind(&mv_orders)
+            .bind(&mv_products)
+            .bind(&mv_deltas)
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !decided.is_empty() {
+            let ids: Vec<&str> = decided.iter().map(|d| d.0.as_str()).collect();
+            let statuses: Vec<&str> = decided.iter().map(|d| d.1.as_str()).collect();
+            let items: Vec<Json<&Vec<Line>>> = decided.iter().map(|d| Json(&d.2)).collect();
+            sqlx::query(
+                "UPDATE inventory.reservations AS r
+                 SET status = u.status, items = u.items, updated_at = now()
+                 FROM UNNEST($1::text[], $2::text[], $3::jsonb[]) AS u(id, status, items)
+                 WHERE r.order_id = u.id",
+            )
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(&items)
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(changes)
     }
 

@@ -361,3 +361,86 @@ async fn with_redis_down_reservations_still_commit() {
     assert_eq!((status, source.as_deref()), (200, Some("database")));
     assert_eq!(body["available"], 1);
 }
+
+#[tokio::test]
+async fn one_chunk_decides_as_its_messages_would_one_by_one() {
+    let h = Harness::new().await;
+    h.seed(&[("last", 2), ("plenty", 100)]).await;
+    // A tombstone for o5: its cancel came first.
+    h.release(&[cancelled("o5")]).await;
+    let o1 = created("o1", &[("last", 1), ("plenty", 3)]);
+    let report = h
+        .reserve(&[
+            o1.clone(),
+            created("o2", &[("last", 2)]), // only one left after o1: rejected
+            created("o3", &[("last", 1)]), // takes the last one
+            created("o4", &[("nope", 1)]),
+            created("o5", &[("plenty", 1)]),
+            o1.clone(), // the same event again in the chunk: applied once
+        ])
+        .await;
+    assert_eq!(report.processed, 5, "{report:?}");
+    assert_eq!(report.duplicates, 1, "{report:?}");
+    assert_eq!(h.available("last").await, 0);
+    assert_eq!(h.available("plenty").await, 97);
+    assert_eq!(h.status("o1").await.as_deref(), Some("reserved"));
+    assert_eq!(h.status("o2").await.as_deref(), Some("rejected"));
+    assert_eq!(h.status("o3").await.as_deref(), Some("reserved"));
+    assert_eq!(h.status("o4").await.as_deref(), Some("rejected"));
+    assert_eq!(h.status("o5").await.as_deref(), Some("cancelled"));
+    let rejected: Vec<(String, i32, String)> = rejections(&h.env.published())
+        .into_iter()
+        .map(|r| (r.order_id, r.reason, r.product_id))
+        .collect();
+    use shared::contracts::RejectReason;
+    assert_eq!(
+        rejected,
+        vec![
+            ("o2".into(), RejectReason::OutOfStock as i32, "last".into()),
+            (
+                "o4".into(),
+                RejectReason::UnknownProduct as i32,
+                "nope".into()
+            ),
+            (
+                "o5".into(),
+                RejectReason::OrderCancelled as i32,
+                String::new()
+            ),
+        ]
+    );
+    // The ledger has one row per reserved line, nothing for the rejected orders.
+    let rows: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT order_id, product_id, delta FROM inventory.stock_movements
+         WHERE kind = 'reserve' ORDER BY order_id, product_id",
+    )
+    .fetch_all(&h.env.ctx.pool)
+    .await
+    .expect("ledger");
+    assert_eq!(
+        rows,
+        vec![
+            ("o1".into(), "last".into(), -1),
+            ("o1".into(), "plenty".into(), -3),
+            ("o3".into(), "last".into(), -1),
+        ]
+    );
+    assert_eq!(h.cached("last").await.map(|f| f.available), Some(0));
+}
+
+#[tokio::test]
+async fn an_invalid_message_in_a_chunk_is_parked_alone_and_the_rest_reserved() {
+    let h = Harness::new().await;
+    h.seed(&[("a", 5)]).await;
+    let report = h
+        .reserve(&[
+            created("o1", &[("a", 1)]),
+            created("bad", &[]),
+            created("o2", &[("a", 2)]),
+        ])
+        .await;
+    assert_eq!(report.processed, 2, "{report:?}");
+    assert_eq!(report.parked.len(), 1);
+    assert!(report.parked[0].reason.contains("no items"));
+    assert_eq!(h.available("a").await, 2);
+}
