@@ -406,7 +406,7 @@ impl<H: MessageHandler> BatchRunner<H> {
         .await
         .map_err(|e| ChunkError::postgres(e, "recording the inbox"))?;
         let bulk = if self.handler.applies_in_bulk() {
-            self.apply_bulk(&mut tx, chunk, &fresh, &mut done).await
+            self.apply_bulk(&mut tx, chunk, &fresh, &mut done).await?
         } else {
             None
         };
@@ -505,14 +505,17 @@ impl<H: MessageHandler> BatchRunner<H> {
     }
 
     /// The set-based path: the chunk's fresh events (each once) through `apply_chunk`
-    /// behind a savepoint. How many were applied, or `None` to go message by message.
+    /// behind a savepoint. How many were applied, or `None` to go message by message (a
+    /// permanent error: one message's content, which the per-message path parks alone). A
+    /// transient error fails the chunk at once: going message by message would only repeat
+    /// the outage's calls once per message.
     async fn apply_bulk(
         &self,
         tx: &mut PgConnection,
         chunk: &[Decoded<'_>],
         fresh: &std::collections::HashSet<uuid::Uuid>,
         done: &mut ChunkDone<H::Effect>,
-    ) -> Option<usize> {
+    ) -> Result<Option<usize>, ChunkError> {
         let mut seen = std::collections::HashSet::new();
         let events: Vec<&Envelope> = chunk
             .iter()
@@ -520,12 +523,12 @@ impl<H: MessageHandler> BatchRunner<H> {
             .filter(|e| fresh.contains(&e.event_uuid()) && seen.insert(e.event_uuid()))
             .collect();
         if events.is_empty() {
-            return Some(0);
+            return Ok(Some(0));
         }
         sqlx::raw_sql("SAVEPOINT chunk")
             .execute(&mut *tx)
             .await
-            .ok()?;
+            .map_err(|e| ChunkError::postgres(e, "opening the chunk's savepoint"))?;
         let started = std::time::Instant::now();
         match self.handler.apply_chunk(&mut *tx, &events).await {
             Ok(applied) => {
@@ -536,15 +539,16 @@ impl<H: MessageHandler> BatchRunner<H> {
                     done.consumed.push(e.event_type.clone());
                 }
                 done.pending.push(applied);
-                Some(events.len())
+                Ok(Some(events.len()))
             }
-            Err(e) => {
-                tracing::warn!(function = self.handler.name(), error = %e, "chunk failed as a whole, applying message by message");
+            Err(HandleError::Transient(e)) => Err(ChunkError::Failed(e)),
+            Err(HandleError::Permanent(reason)) => {
+                tracing::warn!(function = self.handler.name(), %reason, "chunk refused as a whole, applying message by message");
                 sqlx::raw_sql("ROLLBACK TO SAVEPOINT chunk")
                     .execute(&mut *tx)
                     .await
-                    .ok()?;
-                None
+                    .map_err(|e| ChunkError::postgres(e, "rolling back the chunk"))?;
+                Ok(None)
             }
         }
     }

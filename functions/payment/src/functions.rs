@@ -6,8 +6,8 @@ use crate::gateway::{
     AuthorizeError, AuthorizeRequest, CallKind, PaymentGateway, SettleRequest, SimulatedGateway,
     call_key,
 };
-use crate::pg::LedgerEntry;
 use crate::pg::PgPayments;
+use crate::pg::{AuthorizationRow, LedgerEntry};
 use async_trait::async_trait;
 use shared::contracts::{
     OrderCancelled, OrderConfirmed, OrderCreated, Payload, PaymentCaptured, PaymentProcessed,
@@ -118,6 +118,122 @@ impl MessageHandler for Process {
             }
             ProcessAction::Authorize => self.authorize(tx, env, order).await,
         }
+    }
+    /// A whole chunk: every payment locked or created in one statement, the gateway asked
+    /// for every authorization at once (each call with the key of its own event, so a retry
+    /// repeats the same calls), then the ledger and the payments written in one statement
+    /// each. A message that fails validation fails the chunk, which the runner then applies
+    /// message by message (parking that one).
+    fn applies_in_bulk(&self) -> bool {
+        true
+    }
+
+    async fn apply_chunk(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> Result<Applied<()>, HandleError> {
+        let mut orders = Vec::with_capacity(events.len());
+        for env in events {
+            let Payload::OrderCreated(order) = env.payload() else {
+                return Err(HandleError::unexpected(env));
+            };
+            domain::validate_charge(
+                &order.order_id,
+                &order.payment_token,
+                order.total_cents,
+                &order.currency,
+            )
+            .map_err(HandleError::Permanent)?;
+            orders.push((*env, order));
+        }
+        let ids: Vec<&str> = orders.iter().map(|(_, o)| o.order_id.as_str()).collect();
+        let status = PgPayments::lock_or_create_many(tx, &ids).await?;
+        // The first event of each order still pending is authorized; any other is a no-op,
+        // as it would be one message at a time.
+        let mut seen = std::collections::HashSet::new();
+        orders.retain(|(_, o)| {
+            status.get(&o.order_id) == Some(&PaymentStatus::Pending)
+                && seen.insert(o.order_id.as_str())
+        });
+        let keys: Vec<String> = orders
+            .iter()
+            .map(|(env, _)| call_key(CallKind::Authorize, &env.event_id))
+            .collect();
+        let answers = futures::future::join_all(orders.iter().zip(&keys).map(|((_, o), key)| {
+            self.gateway.authorize(AuthorizeRequest {
+                idempotency_key: key,
+                order_id: &o.order_id,
+                token: &o.payment_token,
+                amount_cents: o.total_cents,
+                currency: &o.currency,
+            })
+        }))
+        .await;
+        let mut calls = Vec::with_capacity(orders.len());
+        let mut rows = Vec::with_capacity(orders.len());
+        let mut out = Vec::with_capacity(orders.len());
+        for (((env, order), key), answer) in orders.iter().zip(&keys).zip(answers) {
+            let (outcome, payment_id, last4, decline_code) = match answer {
+                Ok(auth) => ("approved", Some(auth.payment_id), auth.last4, String::new()),
+                Err(AuthorizeError::Declined(d)) => ("declined", None, String::new(), d.code),
+                Err(AuthorizeError::Unavailable(e)) => {
+                    return Err(HandleError::Transient(e.context("payment gateway")));
+                }
+            };
+            calls.push(LedgerEntry {
+                idempotency_key: key,
+                order_id: &order.order_id,
+                kind: CallKind::Authorize,
+                outcome,
+                amount_cents: order.total_cents,
+                currency: &order.currency,
+                gateway_ref: payment_id,
+                caused_by: &env.event_id,
+            });
+            let approved = payment_id.is_some();
+            out.push(Envelope::new(
+                Payload::PaymentProcessed(PaymentProcessed {
+                    order_id: order.order_id.clone(),
+                    status: if approved {
+                        shared::contracts::PaymentStatus::Success
+                    } else {
+                        shared::contracts::PaymentStatus::Failed
+                    } as i32,
+                    payment_id: payment_id.map(|p| p.to_string()).unwrap_or_default(),
+                    amount_cents: order.total_cents,
+                    currency: order.currency.clone(),
+                    decline_code: decline_code.clone(),
+                    last4: last4.clone(),
+                }),
+                Some(env),
+            ));
+            rows.push((order, payment_id, last4, decline_code));
+        }
+        let rows: Vec<AuthorizationRow<'_>> = rows
+            .iter()
+            .map(|(order, payment_id, last4, code)| AuthorizationRow {
+                order_id: &order.order_id,
+                status: if payment_id.is_some() {
+                    PaymentStatus::Authorized
+                } else {
+                    PaymentStatus::Declined
+                },
+                payment_id: *payment_id,
+                amount_cents: order.total_cents,
+                currency: &order.currency,
+                token: &order.payment_token,
+                last4: Some(last4.as_str()).filter(|l| !l.is_empty()),
+                decline_code: Some(code.as_str()).filter(|c| !c.is_empty()),
+            })
+            .collect();
+        PgPayments::record_authorizations(tx, &calls, &rows).await?;
+        tracing::info!(
+            orders = events.len(),
+            authorized = rows.len(),
+            "chunk of payments processed"
+        );
+        Ok(Applied::events(out))
     }
 }
 

@@ -36,6 +36,19 @@ pub struct LedgerEntry<'a> {
     pub caused_by: &'a str,
 }
 
+/// A payment's state after its authorization, for `record_authorizations`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizationRow<'a> {
+    pub order_id: &'a str,
+    pub status: PaymentStatus,
+    pub payment_id: Option<Uuid>,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+    pub token: &'a str,
+    pub last4: Option<&'a str>,
+    pub decline_code: Option<&'a str>,
+}
+
 /// A ledger row as `orderflow verify` reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRow {
@@ -109,6 +122,83 @@ impl PgPayments {
         .bind(decline_code)
         .execute(conn)
         .await?;
+        Ok(())
+    }
+
+    /// `lock_or_create` for a chunk in one statement, rows locked in order-id order.
+    pub async fn lock_or_create_many(
+        conn: &mut PgConnection,
+        order_ids: &[&str],
+    ) -> anyhow::Result<std::collections::HashMap<String, PaymentStatus>> {
+        let mut ids: Vec<&str> = order_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "INSERT INTO payments.payments (order_id, status)
+             SELECT id, 'pending' FROM UNNEST($1::text[]) AS u(id) ORDER BY id
+             ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
+             RETURNING order_id, status",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter()
+            .map(|(id, status)| {
+                let parsed = PaymentStatus::parse(&status).ok_or_else(|| {
+                    anyhow::anyhow!("payment of order {id} has an unknown status {status:?}")
+                })?;
+                Ok((id, parsed))
+            })
+            .collect()
+    }
+
+    /// A chunk's authorizations: the ledger rows (one insert) and the payments' new state
+    /// (one update).
+    pub async fn record_authorizations(
+        conn: &mut PgConnection,
+        calls: &[LedgerEntry<'_>],
+        rows: &[AuthorizationRow<'_>],
+    ) -> sqlx::Result<()> {
+        if !calls.is_empty() {
+            sqlx::query(
+                "INSERT INTO payments.ledger
+                     (idempotency_key, order_id, kind, outcome, amount_cents, currency, gateway_ref, caused_by)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                                      $6::text[], $7::uuid[], $8::text[])",
+            )
+            .bind(calls.iter().map(|c| c.idempotency_key).collect::<Vec<_>>())
+            .bind(calls.iter().map(|c| c.order_id).collect::<Vec<_>>())
+            .bind(calls.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>())
+            .bind(calls.iter().map(|c| c.outcome).collect::<Vec<_>>())
+            .bind(calls.iter().map(|c| c.amount_cents).collect::<Vec<_>>())
+            .bind(calls.iter().map(|c| c.currency).collect::<Vec<_>>())
+            .bind(calls.iter().map(|c| c.gateway_ref).collect::<Vec<_>>())
+            .bind(calls.iter().map(|c| c.caused_by).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !rows.is_empty() {
+            sqlx::query(
+                "UPDATE payments.payments AS p
+                 SET status = u.status, payment_id = u.payment_id, amount_cents = u.amount,
+                     currency = u.currency, token = u.token, last4 = u.last4,
+                     decline_code = u.decline_code, updated_at = now()
+                 FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::bigint[], $5::text[],
+                             $6::text[], $7::text[], $8::text[])
+                      AS u(order_id, status, payment_id, amount, currency, token, last4, decline_code)
+                 WHERE p.order_id = u.order_id",
+            )
+            .bind(rows.iter().map(|r| r.order_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.payment_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.amount_cents).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.currency).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.token).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.last4).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.decline_code).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 

@@ -490,3 +490,49 @@ async fn every_gateway_call_of_an_order_is_one_ledger_row_keyed_by_its_causing_e
     assert_eq!(calls.len(), 2);
     assert!(calls.iter().all(|c| c.calls == 1), "{calls:?}");
 }
+
+#[tokio::test]
+async fn one_chunk_authorizes_as_its_messages_would_one_by_one() {
+    let h = Harness::new().await;
+    // o4 was cancelled before its payment: a tombstone.
+    h.settle(&[cancelled("o4")]).await;
+    let o1 = created("o1", "tok_visa", 100);
+    let report = h
+        .process(&[
+            o1.clone(),
+            created("o2", "tok_chargeDeclined", 200),
+            created("o3", "tok_mastercard", 300),
+            created("o4", "tok_visa", 400),
+            o1.clone(),
+        ])
+        .await;
+    assert_eq!((report.processed, report.duplicates), (4, 1), "{report:?}");
+    let mut statuses = Vec::new();
+    for id in ["o1", "o2", "o3", "o4"] {
+        statuses.push(h.row(id).await.map(|r| r.status));
+    }
+    assert_eq!(
+        statuses,
+        ["authorized", "declined", "authorized", "cancelled"].map(|s| Some(s.to_string()))
+    );
+    let processed: Vec<(String, i32, String)> = h
+        .processed()
+        .into_iter()
+        .map(|p| (p.order_id, p.status, p.decline_code))
+        .collect();
+    assert_eq!(processed.len(), 3, "{processed:?}");
+    assert!(processed.contains(&(
+        "o2".into(),
+        PaymentStatus::Failed as i32,
+        "card_declined".into()
+    )));
+    let ledger: i64 = sqlx::query_scalar("SELECT count(*) FROM payments.ledger")
+        .fetch_one(&h.env.ctx.pool)
+        .await
+        .expect("ledger");
+    assert_eq!(
+        ledger, 3,
+        "one call per authorized or declined order, none for the tombstone"
+    );
+    assert_eq!(gateway_calls(&h).await.len(), 3);
+}
