@@ -44,19 +44,22 @@ pub async fn apply_input(
     if next != order.state {
         orders::save_state(conn, order.order_id, &next).await?;
     }
-    Ok(decision.map(|d| {
-        let waited = chrono::Utc::now() - order.created_at;
-        Decided {
-            event: decision_event(order, d, cause),
-            timing: SagaTiming {
-                outcome: match d {
-                    Decision::Confirm => "confirmed",
-                    Decision::Cancel(reason) => reason.as_str(),
-                },
-                seconds: waited.num_milliseconds().max(0) as f64 / 1000.0,
+    Ok(decision.map(|d| decided(order, d, cause)))
+}
+
+/// The decision of `decision` for `order`, with its timing.
+pub fn decided(order: &LockedOrder, decision: Decision, cause: Option<&Envelope>) -> Decided {
+    let waited = chrono::Utc::now() - order.created_at;
+    Decided {
+        event: decision_event(order, decision, cause),
+        timing: SagaTiming {
+            outcome: match decision {
+                Decision::Confirm => "confirmed",
+                Decision::Cancel(reason) => reason.as_str(),
             },
-        }
-    }))
+            seconds: waited.num_milliseconds().max(0) as f64 / 1000.0,
+        },
+    }
 }
 
 /// `order.confirmed` or `order.cancelled(reason)`, carrying what downstream services need

@@ -304,3 +304,67 @@ async fn an_invalid_product_update_is_parked_with_its_reason() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn one_chunk_of_results_decides_each_order_as_one_by_one() {
+    let h = Harness::seeded().await;
+    let user = h.user().await;
+    let (a, ca) = h.place(&user, "tok_visa").await;
+    let (b, cb) = h.place(&user, "tok_chargeDeclined").await;
+    let (c, cc) = h.place(&user, "tok_visa").await;
+    let (d, cd) = h.place(&user, "tok_visa").await;
+    let paid_a = payment(&ca, true);
+    // Both results of a, b and c in one chunk, in mixed order; d only half; a's payment twice.
+    let report = h
+        .to_saga(&[
+            payment(&cb, false),
+            paid_a.clone(),
+            rejected(&cc),
+            reserved(&ca),
+            reserved(&cb),
+            payment(&cc, true),
+            reserved(&cd),
+            paid_a,
+        ])
+        .await;
+    assert_eq!(report["processed"], 7, "{report}");
+    assert_eq!(report["duplicates"], 1, "{report}");
+    let mut states = Vec::new();
+    for id in [a, b, c, d] {
+        let o = h.order_row(id).await;
+        states.push((o.status, o.reason));
+    }
+    assert_eq!(
+        states,
+        vec![
+            ("CONFIRMED".into(), None),
+            ("CANCELLED".into(), Some("payment_declined".into())),
+            ("CANCELLED".into(), Some("out_of_stock".into())),
+            ("PENDING".into(), None),
+        ]
+    );
+    for (id, n) in [(a, 1), (b, 1), (c, 1), (d, 0)] {
+        assert_eq!(h.decisions(id).len(), n, "{id}");
+    }
+    assert_eq!(cancel_reason(&h.decisions(c)[0]), Some("out_of_stock"));
+}
+
+#[tokio::test]
+async fn a_result_for_an_unknown_order_in_a_chunk_is_parked_alone() {
+    let h = Harness::seeded().await;
+    let user = h.user().await;
+    let (a, ca) = h.place(&user, "tok_visa").await;
+    let unknown = shared::Envelope::new(
+        Payload::StockReserved(shared::contracts::StockReserved {
+            order_id: uuid::Uuid::now_v7().to_string(),
+            items: vec![],
+        }),
+        None,
+    );
+    let report = h
+        .to_saga(&[reserved(&ca), unknown, payment(&ca, true)])
+        .await;
+    assert_eq!(report["processed"], 2, "{report}");
+    assert_eq!(report["parked"][0]["reason"], "unknown order");
+    assert_eq!(h.order_row(a).await.status, "CONFIRMED");
+}

@@ -76,6 +76,68 @@ impl MessageHandler for SagaHandler {
         })
     }
 
+    /// A whole chunk: every order locked in one statement, each result stepped through the
+    /// pure saga in arrival order (several results of one order see each other's effect),
+    /// every changed state written in one statement. A result for an unknown order or a
+    /// malformed one fails the chunk, which the runner then applies message by message
+    /// (parking that one).
+    fn applies_in_bulk(&self) -> bool {
+        true
+    }
+
+    async fn apply_chunk(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> Result<Applied<SagaTiming>, HandleError> {
+        let mut inputs = Vec::with_capacity(events.len());
+        for env in events {
+            let (order_id, input) = input_of(env)?;
+            let order_id = uuid::Uuid::parse_str(order_id)
+                .map_err(|_| HandleError::permanent(format!("invalid order id {order_id:?}")))?;
+            inputs.push((*env, order_id, input));
+        }
+        let mut ids: Vec<uuid::Uuid> = inputs.iter().map(|(_, id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut locked: std::collections::HashMap<uuid::Uuid, orders::LockedOrder> =
+            match orders::lock_many(tx, &ids).await {
+                Ok(rows) => rows.into_iter().map(|o| (o.order_id, o)).collect(),
+                Err(LoadError::Db(e)) => return Err(e.into()),
+                Err(e @ LoadError::Corrupt(_)) => {
+                    return Err(HandleError::permanent(e.to_string()));
+                }
+            };
+        if locked.len() != ids.len() {
+            return Err(HandleError::permanent("unknown order"));
+        }
+        let mut applied = Applied::nothing();
+        let mut changed = std::collections::BTreeMap::new();
+        for (env, order_id, input) in inputs {
+            let Some(order) = locked.get_mut(&order_id) else {
+                return Err(HandleError::permanent("unknown order"));
+            };
+            let (next, decision) = crate::domain::saga::step(order.state, input);
+            if next != order.state {
+                order.state = next;
+                changed.insert(order_id, next);
+            }
+            if let Some(d) = decision {
+                let decided = crate::apply::decided(order, d, Some(env));
+                applied.events.push(decided.event);
+                applied.effects.push(decided.timing);
+            }
+        }
+        let states: Vec<_> = changed.into_iter().collect();
+        orders::save_states(tx, &states).await?;
+        tracing::info!(
+            results = events.len(),
+            decided = applied.events.len(),
+            "chunk of saga results applied"
+        );
+        Ok(applied)
+    }
+
     async fn after_commit(&self, decided: Vec<SagaTiming>) {
         decided.into_iter().for_each(SagaTiming::observe);
     }

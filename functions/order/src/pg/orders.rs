@@ -156,6 +156,22 @@ pub async fn lock(
     Ok(row.map(locked).transpose()?)
 }
 
+/// `lock` for a chunk of orders in one statement, rows locked in id order (so concurrent
+/// chunks cannot deadlock). Unknown ids are absent.
+pub async fn lock_many(
+    conn: &mut PgConnection,
+    order_ids: &[Uuid],
+) -> Result<Vec<LockedOrder>, LoadError> {
+    let rows: Vec<SagaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SAGA_COLUMNS} FROM orders.orders WHERE order_id = ANY($1)
+         ORDER BY order_id FOR UPDATE"
+    )))
+    .bind(order_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(locked).collect::<Result<_, _>>()?)
+}
+
 /// Up to `limit` PENDING orders past their deadline, locked; rows another expiry run (or a
 /// saga transaction) holds are skipped, not waited for.
 pub async fn lock_due_for_expiry(
@@ -190,6 +206,33 @@ pub async fn save_state(
     .bind(state.reason.map(Reason::as_str))
     .bind(state.stock.map(StockResult::as_str))
     .bind(state.payment.map(PaymentResult::as_str))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `save_state` for many orders in one statement.
+pub async fn save_states(
+    conn: &mut PgConnection,
+    states: &[(Uuid, SagaState)],
+) -> sqlx::Result<()> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE orders.orders AS o
+         SET status = u.status, reason = u.reason, stock_result = u.stock, payment_result = u.payment,
+             updated_at = now(),
+             finalized_at = CASE WHEN u.status <> 'PENDING' THEN coalesce(o.finalized_at, now()) END
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+              AS u(id, status, reason, stock, payment)
+         WHERE o.order_id = u.id",
+    )
+    .bind(states.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(states.iter().map(|(_, s)| s.status.as_str()).collect::<Vec<_>>())
+    .bind(states.iter().map(|(_, s)| s.reason.map(Reason::as_str)).collect::<Vec<_>>())
+    .bind(states.iter().map(|(_, s)| s.stock.map(StockResult::as_str)).collect::<Vec<_>>())
+    .bind(states.iter().map(|(_, s)| s.payment.map(PaymentResult::as_str)).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
