@@ -1,5 +1,9 @@
 //! API Gateway HTTP API (payload v2) helpers: JSON bodies in and out, the error shape
-//! `{"error":{"code","message"}}`, bearer tokens, path parameters.
+//! `{"error":{"code","message"}}`, bearer tokens, path parameters, the client's address.
+//!
+//! Outside input is refused here with a 4xx before any handler sees it: a body that is not
+//! JSON, or whose strings hold control characters (NUL included, which Postgres would
+//! refuse as a 500). A 5xx means a dependency failed, never that the input was bad.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
@@ -17,6 +21,8 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, and 503 when waiting helps).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +31,25 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+    /// 429 `rate_limited` with `Retry-After: secs`.
+    pub fn rate_limited(secs: u64) -> Self {
+        Self::new(
+            429,
+            "rate_limited",
+            format!("too many requests, retry after {secs} s"),
+        )
+        .with_retry_after(secs)
+    }
+    /// 503 `busy`: this instance is at capacity (not a broken dependency); retry shortly.
+    pub fn busy(what: &str) -> Self {
+        Self::new(503, "busy", format!("{what} is at capacity, retry shortly")).with_retry_after(1)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request", message)
@@ -52,15 +76,42 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response {
-        json_response(
+        let mut resp = json_response(
             self.status,
             &serde_json::json!({"error": {"code": self.code, "message": self.message}}),
-        )
+        );
+        if let Some(secs) = self.retry_after {
+            resp.headers.insert(
+                aws_lambda_events::http::header::RETRY_AFTER,
+                aws_lambda_events::http::HeaderValue::from(secs),
+            );
+        }
+        resp
+    }
+
+    /// Logs the answer at a level that fits it: a client's mistake (4xx) is not an
+    /// incident and must not page anyone; a 5xx is.
+    pub fn log(&self) {
+        if self.status >= 500 {
+            tracing::error!(status = self.status, code = self.code, message = %self.message, "request failed");
+        } else {
+            tracing::info!(status = self.status, code = self.code, message = %self.message, "request refused");
+        }
     }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // Class 22 (data exception: a NUL byte, a value out of range) is about the input,
+        // which the edge checks should have refused: a 400, not an outage.
+        let data_exception = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c.starts_with("22"));
+        if data_exception {
+            tracing::warn!(error = %e, "postgres refused the request's data");
+            return ApiError::bad_request("the request holds a value that cannot be stored");
+        }
         tracing::error!(error = %e, "postgres error");
         match e {
             sqlx::Error::PoolTimedOut
@@ -98,9 +149,13 @@ pub fn empty_response(status: u16) -> Response {
     resp
 }
 
-/// Turns a handler result into the response API Gateway expects.
+/// Turns a handler result into the response API Gateway expects, logging an error answer
+/// at the level its status deserves.
 pub fn respond(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(ApiError::into_response)
+    result.unwrap_or_else(|e| {
+        e.log();
+        e.into_response()
+    })
 }
 
 pub fn body_bytes(req: &Request) -> Result<Vec<u8>, ApiError> {
@@ -114,18 +169,75 @@ pub fn body_bytes(req: &Request) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-/// Parses the JSON body, answering 400 with serde's description of what is wrong.
+/// Parses the JSON body, answering 400 with serde's description of what is wrong, or
+/// naming the field whose string holds a control character.
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes = body_bytes(req)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("a JSON body is required"));
     }
-    serde_json::from_slice(&bytes)
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if let Some(at) = control_character_at(&value, "") {
+        return Err(ApiError::bad_request(format!(
+            "{at} contains a control character (NUL, newline, tab, ...); strings must not"
+        )));
+    }
+    serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Where the first string (or key) holding a control character is: `field "email"`,
+/// `field "items[0].product_id"`. Raw control characters are already invalid JSON; these
+/// come escaped (`\u0000`, `\n`) and would otherwise reach Postgres, logs and e-mails.
+pub fn control_character_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let bad = |s: &str| s.chars().any(char::is_control);
+    let here = || {
+        if path.is_empty() {
+            "the body".to_string()
+        } else {
+            format!("field {path:?}")
+        }
+    };
+    match value {
+        Value::String(s) => bad(s).then(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| control_character_at(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if bad(k) {
+                return Some(format!("a key in {}", here()));
+            }
+            control_character_at(v, &at)
+        }),
+        _ => None,
+    }
 }
 
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The caller's address as the rate limits count it: API Gateway's `sourceIp` (the TCP
+/// peer it saw, which a client cannot forge with headers; the local front door sets the
+/// same). An IPv6 address counts as its /64, since one host is usually given a whole /64.
+/// `None` when the request carries none (a direct invocation).
+pub fn client_addr(req: &Request) -> Option<String> {
+    let raw = req.request_context.http.source_ip.as_deref()?;
+    match raw.parse::<std::net::IpAddr>().ok()?.to_canonical() {
+        std::net::IpAddr::V4(v4) => Some(v4.to_string()),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+        }
+    }
 }
 
 pub fn bearer(req: &Request) -> Option<&str> {
