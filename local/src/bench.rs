@@ -124,6 +124,7 @@ pub fn print_report(r: &Report) {
     println!();
     println!("== {} ==", r.kind);
     println!("command:              {}", r.command);
+    println!("{}", crate::child::RATE_LIMITS_NOTE);
     println!("completed orders:     {} of {}", r.completed, r.orders);
     println!(
         "orders per second:    {:.1} (accepted at {:.1}/s)",
