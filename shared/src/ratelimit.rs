@@ -341,10 +341,12 @@ impl RateLimiter {
         if allowed == 1 {
             return Ok(Verdict::Allowed);
         }
+        // The script names the refusing key by its 1-based index among those sent.
         let rule = usize::try_from(index - 1)
             .ok()
             .and_then(|i| active.get(i))
-            .map_or(checks[0].0, |(rule, _, _)| *rule);
+            .or_else(|| active.first())
+            .map_or(Rule::OrdersPerUser, |(rule, _, _)| *rule);
         Ok(Verdict::Limited {
             rule,
             retry_after: Duration::from_millis(wait.max(1) as u64),

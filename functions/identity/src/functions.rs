@@ -141,11 +141,16 @@ impl Identity {
             .filter(|_| !too_long)
             .map(|u| u.password_hash.clone());
         let candidate = if too_long { "" } else { body.password.as_str() };
-        let ok = self
-            .hashing
-            .verify(phc, candidate)
-            .await
-            .map_err(hashing_error)?;
+        let ok = match self.hashing.verify(phc, candidate).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                // No password was checked: the attempt is not a failure to count.
+                if let Err(e) = self.limiter.refund(&limits).await {
+                    tracing::warn!(error = %e, "could not give an unchecked login's attempt back");
+                }
+                return Err(hashing_error(e));
+            }
+        };
         let Some(user) = user.filter(|_| ok) else {
             return Err(invalid_credentials());
         };
