@@ -286,3 +286,77 @@ pub fn request(method: &str, path: &str, route_key: &str) -> Request {
     req.request_context.time_epoch = chrono::Utc::now().timestamp_millis();
     req
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_body(body: &str) -> Request {
+        let mut req = request("POST", "/orders", "POST /orders");
+        req.body = Some(body.to_string());
+        req
+    }
+
+    #[test]
+    fn a_control_character_anywhere_in_a_body_is_a_400_naming_the_field() {
+        for (body, field) in [
+            (json!({"email": "a\u{0}b"}), "field \"email\""),
+            (
+                json!({"items": [{"product_id": "ok"}, {"product_id": "x\ny"}]}),
+                "field \"items[1].product_id\"",
+            ),
+            (json!({"note": "\u{7f}"}), "field \"note\""),
+            (json!({"note": "\u{9b}"}), "field \"note\""),
+            (json!({"a\u{1}": 1}), "a key in the body"),
+            (json!("\t"), "the body"),
+        ] {
+            let err =
+                json_body::<serde_json::Value>(&with_body(&body.to_string())).expect_err("refused");
+            assert_eq!(err.status, 400, "{body}");
+            assert!(err.message.starts_with(field), "{body}: {}", err.message);
+        }
+        let ok: serde_json::Value = json_body(&with_body(
+            r#"{"email": "élan@example.com", "n": [1, "ünïcode ✓"]}"#,
+        ))
+        .expect("printable Unicode is fine");
+        assert_eq!(ok["n"][1], "ünïcode ✓");
+    }
+
+    #[test]
+    fn the_client_address_is_the_source_ip_with_ipv6_counted_per_64() {
+        let addr = |ip: Option<&str>| {
+            let mut req = request("POST", "/sessions", "POST /sessions");
+            req.request_context.http.source_ip = ip.map(str::to_string);
+            client_addr(&req)
+        };
+        assert_eq!(addr(Some("203.0.113.7")).as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            addr(Some("::ffff:203.0.113.7")).as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(
+            addr(Some("2001:db8:1:2:aaaa::1")),
+            addr(Some("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+        );
+        assert_eq!(
+            addr(Some("2001:db8:1:2::1")).as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
+        assert_ne!(addr(Some("2001:db8:1:2::1")), addr(Some("2001:db8:1:3::1")));
+        assert_eq!(addr(None), None);
+        assert_eq!(addr(Some("not an address")), None);
+    }
+
+    #[test]
+    fn an_error_answer_carries_retry_after_when_it_has_one() {
+        let r = ApiError::rate_limited(90).into_response();
+        assert_eq!(r.status_code, 429);
+        assert_eq!(
+            r.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("90")
+        );
+        let r = ApiError::bad_request("x").into_response();
+        assert!(r.headers.get("retry-after").is_none());
+    }
+}
