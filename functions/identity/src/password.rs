@@ -39,6 +39,7 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct HashingPool {
     jobs: std::sync::mpsc::SyncSender<Job>,
     skipped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl HashingPool {
@@ -70,6 +71,7 @@ impl HashingPool {
         HashingPool {
             jobs,
             skipped: Default::default(),
+            waiting: Default::default(),
         }
     }
 
@@ -85,6 +87,11 @@ impl HashingPool {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Jobs queued and not yet started.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Queues `work` for a hashing thread (`Busy` at once when the queue is full); its
     /// result arrives on the receiver. Dropping the receiver before the job's turn skips it.
     pub fn submit<T: Send + 'static>(
@@ -92,8 +99,9 @@ impl HashingPool {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<tokio::sync::oneshot::Receiver<T>, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        let skipped = self.skipped.clone();
+        let (skipped, waiting) = (self.skipped.clone(), self.waiting.clone());
         let job: Job = Box::new(move || {
+            waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             if done.is_closed() {
                 skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("caller gone; hash skipped");
@@ -101,9 +109,16 @@ impl HashingPool {
             }
             let _ = done.send(work());
         });
-        self.jobs.try_send(job).map_err(|e| match e {
-            std::sync::mpsc::TrySendError::Full(_) => HashError::Busy,
-            std::sync::mpsc::TrySendError::Disconnected(_) => HashError::PoolGone,
+        // Counted before it can start, so the count never goes below zero.
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.jobs.try_send(job).map_err(|e| {
+            self.waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            match e {
+                std::sync::mpsc::TrySendError::Full(_) => HashError::Busy,
+                std::sync::mpsc::TrySendError::Disconnected(_) => HashError::PoolGone,
+            }
         })?;
         Ok(result)
     }
