@@ -432,6 +432,9 @@ async fn serve_connections(
                 hyper::service::Service::call(&tower, req)
             });
         let mut stop = shutdown.clone();
+        // A client that hangs up mid-request ends this connection's future (hyper notices
+        // the EOF while the handler runs), which drops the handler's future: work it queued,
+        // such as a password hash, is then skipped (identity's `HashingPool`).
         conns.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
