@@ -482,6 +482,39 @@ mod tests {
         assert!(match_path("/stock", "/stocks").is_none());
     }
 
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_and_one_that_never_ends_is_408() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(1),
+            body_read_timeout: Duration::from_millis(100),
+            max_body_bytes: 8,
+        };
+        let none = HeaderMap::new();
+        let ok = read_body(&none, Body::from("12345678"), &limits).await;
+        assert_eq!(ok.ok().as_deref(), Some(&b"12345678"[..]));
+        let over = read_body(&none, Body::from("123456789"), &limits)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(over.headers()["connection"], "close");
+        // Refused on the declared length alone: the body is never polled.
+        let mut declared = HeaderMap::new();
+        declared.insert("content-length", HeaderValue::from_static("9"));
+        let never = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let started = std::time::Instant::now();
+        let r = read_body(&declared, never, &limits)
+            .await
+            .expect_err("declared too large");
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        let never = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let slow = read_body(&none, never, &limits)
+            .await
+            .expect_err("never ends");
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow.headers()["connection"], "close");
+    }
+
     #[test]
     fn query_strings_decode_like_api_gateway() {
         assert_eq!(url_decode("a%2Cb+c", true), "a,b c");
