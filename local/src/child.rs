@@ -68,6 +68,9 @@ impl RunnerLog {
     }
 }
 
+/// What a bench or chaos report says about the limits its child runner ran with.
+pub const RATE_LIMITS_NOTE: &str = "rate limits: off in the child runner (ORDERFLOW_RATE_LIMITS=off), which plays many customers from one address";
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -214,12 +217,21 @@ pub fn isolate(
     cfg.prefix = format!("{tag}{run_id}.");
     cfg.faults = shared::faults::Faults::none();
     let port = free_port()?;
+    let metrics_port = free_port()?;
     let mut env: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), cfg.database_url.clone()),
         ("REDIS_URL".into(), cfg.redis_url.clone()),
         ("AMQP_URL".into(), cfg.amqp_url.clone()),
         ("ORDERFLOW_PREFIX".into(), cfg.prefix.clone()),
         ("ORDERFLOW_HTTP_ADDR".into(), format!("127.0.0.1:{port}")),
+        // Never the default port: runs and a developer's `orderflow up` coexist.
+        (
+            "ORDERFLOW_METRICS_ADDR".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ),
+        // The suites play many customers from one address as fast as the stack goes; the
+        // limits would turn their load into 429s (reports say so: `RATE_LIMITS_NOTE`).
+        ("ORDERFLOW_RATE_LIMITS".into(), "off".into()),
         ("ORDERFLOW_LOG_FORMAT".into(), "json".into()),
         ("RUST_LOG".into(), "warn".into()),
     ];

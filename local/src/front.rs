@@ -1,17 +1,26 @@
 //! The HTTP front door: what API Gateway's HTTP API does in the cloud. Each request is
-//! matched to a route of template.yaml, turned into a payload-v2 event, handed to the
-//! route's function, and its answer turned back into an HTTP response.
+//! matched to a route of template.yaml, turned into a payload-v2 event (with the TCP peer
+//! as `requestContext.http.sourceIp`, as API Gateway sets it), handed to the route's
+//! function, and its answer turned back into an HTTP response.
+//!
+//! Like API Gateway it protects the functions from slow and oversized clients: headers
+//! must arrive within a timeout (a slowloris client is disconnected, and so is an idle
+//! keep-alive connection), a body within another (408), and no body may exceed a size (413).
+//! That is why it serves connections with hyper directly: `axum::serve` sets no timer, so
+//! hyper's header read timeout would never fire.
 
 use crate::invoke::Target;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use base64::Engine as _;
+use futures::StreamExt as _;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::Instrument as _;
 
 #[derive(Clone)]
@@ -24,6 +33,31 @@ pub struct Route {
 
 pub struct Front {
     pub routes: Vec<Route>,
+    pub limits: Limits,
+}
+
+/// What the front door tolerates from a client (README, "Security").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time for a request's headers to arrive (also how long an idle keep-alive
+    /// connection is kept): `ORDERFLOW_HTTP_HEADER_TIMEOUT_MS`.
+    pub header_read_timeout: Duration,
+    /// Time for a request's whole body to arrive: `ORDERFLOW_HTTP_BODY_TIMEOUT_MS`.
+    pub body_read_timeout: Duration,
+    /// Largest body accepted: `ORDERFLOW_HTTP_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            // The largest valid request (100 order lines, a 1024-character password) is a
+            // few KiB; 64 KiB leaves room without letting a client make us buffer megabytes.
+            max_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 pub fn router(front: Arc<Front>) -> axum::Router {
@@ -87,24 +121,73 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .unwrap_or_default()
 }
 
-async fn handle(
-    State(front): State<Arc<Front>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// An error after which the rest of the request cannot be trusted to be read: the
+/// connection closes once the answer is sent.
+fn error_closing(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut resp = error(status, code, message);
+    resp.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    resp
+}
+
+/// The whole body, within the size and time limits: 413 over the size (at once when
+/// `Content-Length` says so), 408 when it does not arrive in time.
+async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Bytes, Response> {
+    let too_large = || {
+        error_closing(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the body must be at most {} bytes", limits.max_body_bytes),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| {
+                error_closing(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the body could not be read",
+                )
+            })?;
+            if buf.len() + chunk.len() > limits.max_body_bytes {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Ok(Ok(())) => Ok(Bytes::from(buf)),
+        Ok(Err(resp)) => Err(resp),
+        Err(_) => Err(error_closing(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the body did not arrive in time",
+        )),
+    }
+}
+
+async fn handle(State(front): State<Arc<Front>>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
     let path = uri.path();
     if path == "/health" {
         return Response::builder()
             .header("content-type", "application/json")
             .body(Body::from(r#"{"status":"ok"}"#))
-            .unwrap_or_default();
-    }
-    if path == "/metrics" && method == Method::GET {
-        return Response::builder()
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(Body::from(shared::metrics::render()))
             .unwrap_or_default();
     }
     let mut path_matched = false;
@@ -124,7 +207,15 @@ async fn handle(
             error(StatusCode::NOT_FOUND, "not_found", "no such route")
         };
     };
-    let event = v2_event(route, &method, &uri, &headers, &body, params);
+    // Only a routed request's body is read: an unknown path costs no buffering.
+    let body = match read_body(headers, body, &front.limits).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let mut event = v2_event(route, method, uri, headers, &body, params);
+    if let Some(ip) = peer {
+        event["requestContext"]["http"]["sourceIp"] = Value::String(ip.to_string());
+    }
     // The function's own log lines (in-process) carry the route and request id; handlers
     // that know an order add its id in a span of their own.
     let span = tracing::info_span!(
@@ -202,7 +293,6 @@ pub fn v2_event(
                 "method": method.as_str(),
                 "path": uri.path(),
                 "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
                 "userAgent": hdrs.get("user-agent").cloned().unwrap_or_default(),
             },
             "requestId": uuid::Uuid::new_v4().to_string(),
@@ -271,25 +361,105 @@ pub fn v2_response(v: &Value) -> Response {
 pub async fn serve(
     addr: SocketAddr,
     front: Arc<Front>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (ORDERFLOW_HTTP_ADDR): {e}"))?;
     let local = listener.local_addr()?;
+    let header_timeout = front.limits.header_read_timeout;
     let app = router(front);
-    let handle = tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP front door stopped");
-        }
-    });
+    let handle = tokio::spawn(serve_connections(listener, app, header_timeout, shutdown));
     Ok((local, handle))
+}
+
+/// `/metrics` (Prometheus text) on an address of its own (`ORDERFLOW_METRICS_ADDR`), so the
+/// API port never exposes operational data and a scraper needs no route through the API.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (ORDERFLOW_METRICS_ADDR): {e}"))?;
+    let local = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(Body::from(shared::metrics::render()))
+                .unwrap_or_default()
+        }),
+    );
+    let handle = tokio::spawn(serve_connections(
+        listener,
+        app,
+        Limits::default().header_read_timeout,
+        shutdown,
+    ));
+    Ok((local, handle))
+}
+
+/// Accepts connections until `shutdown`, each served by hyper with a header read timeout
+/// and the peer's address as `ConnectInfo`; then lets in-flight requests finish.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let tower = hyper_util::service::TowerToHyperService::new(app.clone());
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                hyper::service::Service::call(&tower, req)
+            });
+        let mut stop = shutdown.clone();
+        // A client that hangs up mid-request ends this connection's future (hyper notices
+        // the EOF while the handler runs), which drops the handler's future: work it queued,
+        // such as a password hash, is then skipped (identity's `HashingPool`).
+        conns.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    done = conn.as_mut() => {
+                        if let Err(e) = done {
+                            tracing::debug!(error = %e, %peer, "connection closed");
+                        }
+                        break;
+                    }
+                    _ = stop.changed(), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        });
+    }
+    while conns.join_next().await.is_some() {}
 }
 
 #[cfg(test)]
@@ -310,6 +480,39 @@ mod tests {
                 .is_some_and(|p| p["id"] == "a b")
         );
         assert!(match_path("/stock", "/stocks").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_and_one_that_never_ends_is_408() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(1),
+            body_read_timeout: Duration::from_millis(100),
+            max_body_bytes: 8,
+        };
+        let none = HeaderMap::new();
+        let ok = read_body(&none, Body::from("12345678"), &limits).await;
+        assert_eq!(ok.ok().as_deref(), Some(&b"12345678"[..]));
+        let over = read_body(&none, Body::from("123456789"), &limits)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(over.headers()["connection"], "close");
+        // Refused on the declared length alone: the body is never polled.
+        let mut declared = HeaderMap::new();
+        declared.insert("content-length", HeaderValue::from_static("9"));
+        let never = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let started = std::time::Instant::now();
+        let r = read_body(&declared, never, &limits)
+            .await
+            .expect_err("declared too large");
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        let never = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        let slow = read_body(&none, never, &limits)
+            .await
+            .expect_err("never ends");
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow.headers()["connection"], "close");
     }
 
     #[test]

@@ -236,6 +236,13 @@ fn config() -> anyhow::Result<shared::Config> {
     Ok(cfg)
 }
 
+fn metrics_line(stack: &Stack) -> String {
+    stack
+        .metrics_addr
+        .map(|a| format!(", metrics on http://{a}/metrics"))
+        .unwrap_or_default()
+}
+
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let template_text = match &cli.template {
         Some(p) => {
@@ -260,8 +267,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Stack::start(cfg, opts).await?
             };
             println!(
-                "orderflow is up: HTTP on http://{} (Ctrl-C stops gracefully)",
-                stack.http_addr
+                "orderflow is up: HTTP on http://{}{} (Ctrl-C stops gracefully)",
+                stack.http_addr,
+                metrics_line(&stack)
             );
             tokio::signal::ctrl_c().await?;
             println!("stopping: finishing in-flight batches");
@@ -279,8 +287,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Demo { orders } => {
             let mut opts = StackOptions::from_env()?;
             opts.template = template_text;
+            // The demo plays many customers from one address at a pace no customer keeps.
+            let mut cfg = cfg;
+            cfg.rate_limits = shared::ratelimit::RateLimits::off();
             let stack = Stack::start(cfg, opts).await?;
-            println!("orderflow is up: HTTP on http://{}", stack.http_addr);
+            println!(
+                "orderflow is up: HTTP on http://{}{} (rate limits off for the demo)",
+                stack.http_addr,
+                metrics_line(&stack)
+            );
             let outcome = local::demo::run(&stack, orders, &queues).await;
             stack.stop().await;
             let outcome = outcome?;

@@ -18,6 +18,11 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub http_addr: SocketAddr,
+    /// Where `/metrics` is served (`ORDERFLOW_METRICS_ADDR`, default 127.0.0.1:9464; `off`
+    /// for none), never on the API's port.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Timeouts and the body size limit of the front door.
+    pub http_limits: front::Limits,
     /// Send invocations to a Lambda emulator (`cargo lambda watch`) instead of in-process.
     pub invoke_url: Option<String>,
     pub template: String,
@@ -25,10 +30,45 @@ pub struct StackOptions {
     pub schedule_every: Option<Duration>,
 }
 
+/// The default of `ORDERFLOW_METRICS_ADDR` (9464: the port Prometheus' exporters' registry
+/// gives OpenTelemetry's Prometheus exporter, free of this stack's other ports).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
 impl StackOptions {
     pub fn from_env() -> anyhow::Result<Self> {
         let http_addr =
             std::env::var("ORDERFLOW_HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+        let metrics_addr = match std::env::var("ORDERFLOW_METRICS_ADDR") {
+            Ok(v) if v.trim() == "off" => None,
+            Ok(v) => Some(v.parse().with_context(|| {
+                format!("ORDERFLOW_METRICS_ADDR={v:?} is not an address (or off)")
+            })?),
+            Err(_) => Some(DEFAULT_METRICS_ADDR.parse()?),
+        };
+        let ms = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            match std::env::var(name) {
+                Ok(v) => {
+                    Ok(Duration::from_millis(v.trim().parse().with_context(
+                        || format!("{name}={v:?} must be milliseconds"),
+                    )?))
+                }
+                Err(_) => Ok(default),
+            }
+        };
+        let defaults = front::Limits::default();
+        let http_limits = front::Limits {
+            header_read_timeout: ms(
+                "ORDERFLOW_HTTP_HEADER_TIMEOUT_MS",
+                defaults.header_read_timeout,
+            )?,
+            body_read_timeout: ms("ORDERFLOW_HTTP_BODY_TIMEOUT_MS", defaults.body_read_timeout)?,
+            max_body_bytes: match std::env::var("ORDERFLOW_HTTP_MAX_BODY_BYTES") {
+                Ok(v) => v.trim().parse().with_context(|| {
+                    format!("ORDERFLOW_HTTP_MAX_BODY_BYTES={v:?} must be bytes")
+                })?,
+                Err(_) => defaults.max_body_bytes,
+            },
+        };
         let schedule_every = match std::env::var("ORDERFLOW_SCHEDULE_EVERY_SECS") {
             Ok(v) => Some(Duration::from_secs_f64(
                 v.parse()
@@ -40,6 +80,8 @@ impl StackOptions {
             http_addr: http_addr
                 .parse()
                 .with_context(|| format!("ORDERFLOW_HTTP_ADDR={http_addr:?} is not an address"))?,
+            metrics_addr,
+            http_limits,
             invoke_url: None,
             template: template::EMBEDDED.to_string(),
             schedule_every,
@@ -50,6 +92,8 @@ impl StackOptions {
 pub struct Stack {
     pub ctx: Context,
     pub http_addr: SocketAddr,
+    /// Where `/metrics` answers, when served.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -238,12 +282,24 @@ impl Stack {
                 }
             }
         }
-        let front = Arc::new(Front { routes });
+        let front = Arc::new(Front {
+            routes,
+            limits: opts.http_limits,
+        });
         let (http_addr, http_task) = front::serve(opts.http_addr, front, rx.clone()).await?;
         tasks.push(http_task);
+        let metrics_addr = match opts.metrics_addr {
+            Some(addr) => {
+                let (bound, task) = front::serve_metrics(addr, rx.clone()).await?;
+                tasks.push(task);
+                Some(bound)
+            }
+            None => None,
+        };
         Ok(Stack {
             ctx,
             http_addr,
+            metrics_addr,
             shutdown,
             tasks,
         })

@@ -140,6 +140,11 @@ fn ports_match_the_localhost_defaults_and_never_collide() {
                 host, runner,
                 "{name:?} takes the runner's HTTP port {runner} on the host"
             );
+            assert_ne!(
+                host,
+                metrics_port(),
+                "{name:?} takes the runner's metrics port on the host"
+            );
             assert!(host_ports.insert(host), "host port {host} published twice");
         }
     }
@@ -153,6 +158,18 @@ fn runner_port() -> u16 {
     local::stack::StackOptions::from_env()
         .expect("runner defaults")
         .http_addr
+        .port()
+}
+
+/// The runner's metrics port (`ORDERFLOW_METRICS_ADDR`, default 127.0.0.1:9464).
+fn metrics_port() -> u16 {
+    if std::env::var_os("ORDERFLOW_METRICS_ADDR").is_some() {
+        return 9464;
+    }
+    local::stack::StackOptions::from_env()
+        .expect("runner defaults")
+        .metrics_addr
+        .expect("metrics on by default")
         .port()
 }
 
@@ -252,12 +269,18 @@ fn prometheus_scrapes_the_runner_and_rabbitmq() {
         .filter_map(Value::as_str)
         .map(str::to_string)
         .collect();
-    let runner = format!(":{}", runner_port());
+    // `/metrics` is on its own port (`ORDERFLOW_METRICS_ADDR`), not the API's.
+    let runner = format!(":{}", metrics_port());
     assert!(
         targets
             .iter()
             .any(|t| t.starts_with("host.docker.internal") && t.ends_with(&runner)),
-        "a job scrapes the runner on the host at {runner}: {targets:?}"
+        "a job scrapes the runner's metrics on the host at {runner}: {targets:?}"
+    );
+    let api = format!(":{}", runner_port());
+    assert!(
+        !targets.iter().any(|t| t.ends_with(&api)),
+        "nothing scrapes the API port {api}: {targets:?}"
     );
     assert!(
         targets.iter().any(|t| t == "rabbitmq:15692"),

@@ -259,3 +259,90 @@ fn the_stack_outputs_the_api_url() {
         Some("JSON")
     );
 }
+
+/// A parameter's default, as a number.
+fn parameter_default(doc: &Value, name: &str) -> u64 {
+    let p = &doc["Parameters"][name];
+    assert_eq!(p["Type"].as_str(), Some("Number"), "{name} is a number");
+    p["Default"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} has a numeric default"))
+}
+
+#[test]
+fn the_http_api_throttles_every_route_by_parameters_with_sensible_defaults() {
+    let doc = template();
+    let settings = &doc["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"];
+    for (setting, param) in [
+        ("ThrottlingRateLimit", "ApiThrottlingRateLimit"),
+        ("ThrottlingBurstLimit", "ApiThrottlingBurstLimit"),
+    ] {
+        let v = &settings[setting];
+        assert_eq!(tag(v).as_deref(), Some("!Ref"), "{setting} is a parameter");
+        assert_eq!(untag(v).as_str(), Some(param), "{setting}");
+    }
+    let rate = parameter_default(&doc, "ApiThrottlingRateLimit");
+    let burst = parameter_default(&doc, "ApiThrottlingBurstLimit");
+    // Far below API Gateway's account default (10,000/s), at least what a shop's front
+    // end needs, and a burst no smaller than the rate.
+    assert!((10..=5_000).contains(&rate), "rate {rate}");
+    assert!(burst >= rate, "burst {burst} < rate {rate}");
+}
+
+#[test]
+fn every_http_function_has_reserved_concurrency_and_no_queue_function_does() {
+    let doc = template();
+    let reserved = parameter_default(&doc, "HttpReservedConcurrency");
+    assert!((1..=100).contains(&reserved), "default {reserved}");
+    let mut http = 0;
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        let is_http = f["Properties"]["Events"]
+            .as_mapping()
+            .expect("Events")
+            .values()
+            .any(|ev| ev["Type"].as_str() == Some("HttpApi"));
+        let rce = &f["Properties"]["ReservedConcurrentExecutions"];
+        if !is_http {
+            // Capping a consumer would only slow the drain of its queue.
+            assert!(
+                rce.is_null(),
+                "{id}: queue and schedule functions are not capped"
+            );
+            continue;
+        }
+        http += 1;
+        assert_eq!(tag(rce).as_deref(), Some("!If"), "{id}: {rce:?}");
+        let branches = untag(rce).as_sequence().expect("!If [cond, a, b]");
+        assert_eq!(branches[0].as_str(), Some("ReserveHttpConcurrency"), "{id}");
+        assert_eq!(
+            untag(&branches[1]).as_str(),
+            Some("HttpReservedConcurrency"),
+            "{id}"
+        );
+        assert_eq!(untag(&branches[2]).as_str(), Some("AWS::NoValue"), "{id}");
+    }
+    assert_eq!(http, 6, "six HTTP functions");
+    assert_eq!(
+        tag(&doc["Conditions"]["ReserveHttpConcurrency"]).as_deref(),
+        Some("!Not"),
+        "0 reserves nothing (a reservation of 0 would stop the function)"
+    );
+}
+
+#[test]
+fn logging_out_everywhere_is_routed_to_the_logout_function() {
+    let specs = local::template::parse(local::template::EMBEDDED).expect("template");
+    let logout = specs
+        .iter()
+        .find(|s| s.binary == "identity-logout")
+        .expect("identity-logout");
+    for path in ["/sessions/current", "/sessions"] {
+        assert!(
+            logout.triggers.iter().any(|t| matches!(
+                t,
+                local::template::Trigger::Http { method, path: p } if method == "DELETE" && p == path
+            )),
+            "DELETE {path}"
+        );
+    }
+}

@@ -273,10 +273,13 @@ fn prometheus_loads_the_rules_and_grafana_is_provisioned_from_the_repository() {
 
 // ---- A small stack run ------------------------------------------------------------------
 
+/// `/metrics` lives on its own address (`ORDERFLOW_METRICS_ADDR`), never the API's.
 async fn scrape(app: &common::App) -> Exposition {
+    let metrics = app.stack.metrics_addr.expect("metrics served");
+    assert_ne!(metrics, app.stack.http_addr);
     let text = app
         .http
-        .get(format!("{}/metrics", app.base))
+        .get(format!("http://{metrics}/metrics"))
         .send()
         .await
         .unwrap()
@@ -357,6 +360,13 @@ async fn after_a_small_stack_run_metrics_has_every_series_with_sensible_values()
         shared::metrics::exported_series(),
         "/metrics is the shared registry"
     );
+    let on_api = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_api.status(), 404, "the API port does not serve /metrics");
 
     // Orders by state, from this stack's database.
     assert_eq!(

@@ -14,8 +14,12 @@ pub struct Config {
     pub wire_encoding: Encoding,
     /// How long an order may stay PENDING before the expiry schedule cancels it.
     pub pending_timeout: Duration,
-    /// Sliding lifetime of a session token.
+    /// Sliding (idle) lifetime of a session token.
     pub session_ttl: Duration,
+    /// Absolute lifetime of a session from login; use never extends it.
+    pub session_max_lifetime: Duration,
+    /// Rate limits on sign-up, login and order placement (README, "Security").
+    pub rate_limits: crate::ratelimit::RateLimits,
     /// TTL of `stock:<product>` cache entries (60 s, as in the article).
     pub stock_cache_ttl: Duration,
     /// When set, notifications are POSTed here (with retries) instead of only logged.
@@ -105,6 +109,25 @@ impl Config {
                 reason,
             })?,
         };
+        let rate_limits =
+            crate::ratelimit::RateLimits::from_lookup(&get).map_err(|(name, value, reason)| {
+                ConfigError {
+                    name,
+                    value,
+                    reason,
+                }
+            })?;
+        let positive = |name: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(ConfigError {
+                    name,
+                    value: "0".into(),
+                    reason: "must be at least 1".into(),
+                })
+            } else {
+                Ok(d)
+            }
+        };
         let prefix = get("ORDERFLOW_PREFIX").unwrap_or_default();
         if !prefix
             .chars()
@@ -125,7 +148,12 @@ impl Config {
             prefix,
             wire_encoding,
             pending_timeout: secs("ORDER_PENDING_TIMEOUT_SECS", 300)?,
-            session_ttl: secs("SESSION_TTL_SECS", 3600)?,
+            session_ttl: positive("SESSION_TTL_SECS", secs("SESSION_TTL_SECS", 3600)?)?,
+            session_max_lifetime: positive(
+                "SESSION_MAX_LIFETIME_SECS",
+                secs("SESSION_MAX_LIFETIME_SECS", 12 * 3600)?,
+            )?,
+            rate_limits,
             stock_cache_ttl: secs("STOCK_CACHE_TTL_SECS", 60)?,
             webhook_url: get("NOTIFICATION_WEBHOOK_URL").filter(|s| !s.is_empty()),
             db_pool_size,
@@ -214,6 +242,8 @@ mod tests {
         assert_eq!(c.vhost(), "/");
         assert_eq!(c.stock_cache_ttl, Duration::from_secs(60));
         assert_eq!(c.wire_encoding, Encoding::Protobuf);
+        assert_eq!(c.session_max_lifetime, Duration::from_secs(12 * 3600));
+        assert!(c.rate_limits.enabled);
     }
 
     #[test]
@@ -222,6 +252,16 @@ mod tests {
         assert_eq!(err.name, "SESSION_TTL_SECS");
         assert!(cfg(&[("ORDERFLOW_PREFIX", "a b")]).is_err());
         assert!(cfg(&[("ORDERFLOW_WIRE_ENCODING", "xml")]).is_err());
+        assert_eq!(
+            cfg(&[("SESSION_MAX_LIFETIME_SECS", "0")]).unwrap_err().name,
+            "SESSION_MAX_LIFETIME_SECS"
+        );
+        assert_eq!(
+            cfg(&[("ORDERFLOW_RATE_LIMIT_ORDERS_PER_USER", "many")])
+                .unwrap_err()
+                .name,
+            "ORDERFLOW_RATE_LIMIT_ORDERS_PER_USER"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub struct Context {
     pub publisher: Arc<dyn Publish>,
     pub names: Names,
     pub sessions: Sessions,
+    pub limiter: crate::ratelimit::RateLimiter,
 }
 
 impl Context {
@@ -35,7 +36,17 @@ impl Context {
     ) -> anyhow::Result<Self> {
         let redis = Redis::new(&config.redis_url)?;
         let names = Names::new(config.prefix.clone());
-        let sessions = Sessions::new(redis.clone(), names.clone(), config.session_ttl);
+        let sessions = Sessions::new(
+            redis.clone(),
+            names.clone(),
+            config.session_ttl,
+            config.session_max_lifetime,
+        );
+        let limiter = crate::ratelimit::RateLimiter::new(
+            redis.clone(),
+            names.clone(),
+            config.rate_limits.clone(),
+        );
         Ok(Context {
             config: Arc::new(config),
             pool,
@@ -43,6 +54,7 @@ impl Context {
             publisher,
             names,
             sessions,
+            limiter,
         })
     }
 

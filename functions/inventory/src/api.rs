@@ -66,6 +66,12 @@ impl ProductsApi {
             "GET /products/{id}/stock" => {
                 let id = path_param(&req, "id")
                     .ok_or_else(|| ApiError::bad_request("missing product id"))?;
+                if !domain::valid_product_id(id) {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid product id: {}",
+                        shared::product::PRODUCT_ID_RULE
+                    )));
+                }
                 self.one(id).await
             }
             "GET /stock" => {

@@ -198,20 +198,15 @@ pub struct ProductSeed {
     pub stock: i32,
 }
 
-pub fn valid_product_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+pub use shared::product::valid_product_id;
 
 impl ProductSeed {
     pub fn validate(&self) -> Result<(), String> {
         if !valid_product_id(&self.product_id) {
             return Err(format!(
-                "invalid product_id {:?}: 1 to 64 characters of A-Z a-z 0-9 _ -",
-                self.product_id
+                "invalid product_id {:?}: {}",
+                self.product_id,
+                shared::product::PRODUCT_ID_RULE
             ));
         }
         if self.price_cents < 0 {
@@ -245,6 +240,12 @@ pub fn parse_ids(raw: Option<&str>) -> Result<Vec<String>, String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
+        if !valid_product_id(id) {
+            return Err(format!(
+                "invalid product id {id:?}: {}",
+                shared::product::PRODUCT_ID_RULE
+            ));
+        }
         if !ids.iter().any(|seen| seen == id) {
             ids.push(id.to_string());
         }
@@ -418,6 +419,14 @@ mod tests {
             Ok(vec!["a".to_string(), "b".to_string()])
         );
         assert!(parse_ids(None).is_err());
+        for bad in ["a,b\0", "sku x", "x".repeat(65).as_str(), "a,b/c"] {
+            assert!(
+                parse_ids(Some(bad))
+                    .unwrap_err()
+                    .contains("invalid product id"),
+                "{bad:?}"
+            );
+        }
         assert!(parse_ids(Some(" , ")).is_err());
         let many: Vec<String> = (0..=MAX_STOCK_IDS).map(|i| format!("p{i}")).collect();
         assert!(

@@ -164,7 +164,7 @@ impl Setup {
                 .ok()
                 .filter(|f| !f.is_empty())
                 .unwrap_or_else(|| "none".into()),
-            rate_limit: "none (this build has no rate limiter)".into(),
+            rate_limit: "off in the child runner (ORDERFLOW_RATE_LIMITS=off: the bench plays many customers from one address)".into(),
             postgres,
             rabbitmq,
             settle_secs: SETTLE.as_secs_f64(),

@@ -131,6 +131,7 @@ pub async fn run(
             .join(", "),
         iso.db_url.path()
     );
+    println!("{}", crate::child::RATE_LIMITS_NOTE);
 
     let specs = crate::template::parse(crate::template::EMBEDDED)?;
     crate::stack::prepare(&cfg, &specs).await?;

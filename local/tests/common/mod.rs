@@ -15,11 +15,26 @@ pub struct App {
 }
 
 pub fn config(database_url: &str, prefix: &str) -> shared::Config {
-    shared::Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(database_url.to_string()),
-        "ORDERFLOW_PREFIX" => Some(prefix.to_string()),
-        "DB_POOL_SIZE" => Some("16".into()),
-        _ => std::env::var(k).ok(),
+    config_with(database_url, prefix, &[])
+}
+
+/// Same, with some variables set as the test wants them.
+pub fn config_with(database_url: &str, prefix: &str, vars: &[(&str, &str)]) -> shared::Config {
+    shared::Config::from_lookup(|k| {
+        if let Some((_, v)) = vars.iter().find(|(name, _)| *name == k) {
+            return Some(v.to_string());
+        }
+        match k {
+            "DATABASE_URL" => Some(database_url.to_string()),
+            "ORDERFLOW_PREFIX" => Some(prefix.to_string()),
+            "DB_POOL_SIZE" => Some("16".into()),
+            // Limits stay on, as in production, but high enough for tests that register
+            // many users from 127.0.0.1 or place many orders as one user; the security
+            // tests set their own.
+            "ORDERFLOW_RATE_LIMIT_SIGNUP_PER_ADDRESS" => Some("1000/1h".into()),
+            "ORDERFLOW_RATE_LIMIT_ORDERS_PER_USER" => Some("1000/1m".into()),
+            _ => std::env::var(k).ok(),
+        }
     })
     .expect("config")
 }
@@ -30,9 +45,16 @@ pub async fn start() -> App {
 }
 
 pub async fn start_with(cfg: shared::Config) -> App {
+    start_with_limits(cfg, local::front::Limits::default()).await
+}
+
+/// Same, with the front door's timeouts and body limit as the test wants them.
+pub async fn start_with_limits(cfg: shared::Config, http_limits: local::front::Limits) -> App {
     shared::telemetry::init();
     let opts = StackOptions {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
+        metrics_addr: Some("127.0.0.1:0".parse().expect("addr")),
+        http_limits,
         invoke_url: None,
         template: local::template::EMBEDDED.to_string(),
         schedule_every: Some(Duration::from_millis(500)),

@@ -26,8 +26,8 @@ pub struct LineRequest {
 pub enum InvalidOrder {
     #[error("an order needs between 1 and {MAX_LINES} lines, got {0}")]
     LineCount(usize),
-    #[error("line {line}: product_id must not be empty")]
-    EmptyProduct { line: usize },
+    #[error("line {line}: product_id must be {}", shared::product::PRODUCT_ID_RULE)]
+    InvalidProduct { line: usize },
     #[error("line {line}: quantity must be between 1 and {MAX_QUANTITY}, got {quantity}")]
     Quantity { line: usize, quantity: i64 },
     #[error("product {0}: total quantity over all its lines exceeds {MAX_QUANTITY}")]
@@ -41,9 +41,11 @@ pub enum InvalidOrder {
 pub struct ProductId(String);
 
 impl ProductId {
+    /// Surrounding whitespace is forgiven; inside, only the catalog's charset
+    /// (`shared::product`), so an id that cannot exist is a 400, not a lookup.
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
-        (!s.is_empty()).then(|| ProductId(s.to_string()))
+        shared::product::valid_product_id(s).then(|| ProductId(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -112,7 +114,7 @@ impl TryFrom<OrderRequest> for ValidOrder {
         let mut items: Vec<ValidLine> = Vec::with_capacity(req.items.len());
         for (i, line) in req.items.iter().enumerate() {
             let product_id = ProductId::parse(&line.product_id)
-                .ok_or(InvalidOrder::EmptyProduct { line: i + 1 })?;
+                .ok_or(InvalidOrder::InvalidProduct { line: i + 1 })?;
             let quantity = Quantity::parse(line.quantity).ok_or(InvalidOrder::Quantity {
                 line: i + 1,
                 quantity: line.quantity,
@@ -160,16 +162,17 @@ impl ValidOrder {
     }
 }
 
-/// The optional `Idempotency-Key` header value: 1..=255 characters.
+/// The optional `Idempotency-Key` header value: 1..=255 visible ASCII characters
+/// (0x21-0x7E). Parsed from the raw header bytes: a value that is not text must be refused,
+/// not taken as "no key", or a retry would create (and charge) a second order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    pub fn parse(s: &str) -> Option<Self> {
-        let n = s.chars().count();
-        (1..=MAX_IDEMPOTENCY_KEY_LEN)
-            .contains(&n)
-            .then(|| IdempotencyKey(s.to_string()))
+    pub fn parse(raw: &[u8]) -> Option<Self> {
+        ((1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&raw.len())
+            && raw.iter().all(|b| (0x21..=0x7e).contains(b)))
+        .then(|| IdempotencyKey(String::from_utf8_lossy(raw).into_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -247,7 +250,24 @@ mod tests {
     #[test]
     fn an_empty_product_id_is_rejected() {
         let err = ValidOrder::try_from(req(&[("sku-1", 1), ("  ", 1)], "tok_visa")).unwrap_err();
-        assert_eq!(err, InvalidOrder::EmptyProduct { line: 2 });
+        assert_eq!(err, InvalidOrder::InvalidProduct { line: 2 });
+    }
+
+    #[test]
+    fn a_product_id_outside_the_catalog_charset_is_rejected() {
+        let long = "p".repeat(65);
+        for bad in [
+            "sku\0",
+            "sku 1",
+            "sku/../x",
+            "ｓｋｕ",
+            "sku\u{7f}",
+            long.as_str(),
+        ] {
+            let err = ValidOrder::try_from(req(&[(bad, 1)], "tok_visa")).unwrap_err();
+            assert_eq!(err, InvalidOrder::InvalidProduct { line: 1 }, "{bad:?}");
+        }
+        assert!(ValidOrder::try_from(req(&[(" sku-1 ", 1)], "tok_visa")).is_ok());
     }
 
     #[test]
@@ -297,9 +317,21 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_are_one_to_255_characters() {
-        assert!(IdempotencyKey::parse("").is_none());
-        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_some());
-        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_none());
+    fn idempotency_keys_are_one_to_255_visible_ascii_characters() {
+        assert!(IdempotencyKey::parse(b"").is_none());
+        assert!(IdempotencyKey::parse("k".repeat(255).as_bytes()).is_some());
+        assert!(IdempotencyKey::parse("k".repeat(256).as_bytes()).is_none());
+        assert!(IdempotencyKey::parse(b"!~azAZ09-_.:").is_some());
+        let bad: [&[u8]; 6] = [
+            "clé".as_bytes(),
+            b"a b",
+            b"a\tb",
+            b"a\0b",
+            b"\x7f",
+            b"\xff\xfe",
+        ];
+        for bad in bad {
+            assert!(IdempotencyKey::parse(bad).is_none(), "{bad:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use crate::pg::{catalog, orders};
 use shared::context::Context;
 use shared::contracts::{OrderCreated, OrderLine, Payload};
 use shared::http::{ApiError, Request, Response, authenticate, header, json_body, json_response};
+use shared::ratelimit::{Rule, WhenRedisDown, enforce};
 use shared::session::Session;
 use shared::{Envelope, Function};
 use std::sync::Arc;
@@ -66,12 +67,22 @@ impl CreateOrder {
             return Err(ApiError::not_found("route"));
         }
         let session = authenticate(&self.ctx.sessions, &req).await?;
+        // Redis answered the session check just now; if it fails here the order is refused
+        // (503) rather than placed unlimited.
+        enforce(
+            &self.ctx.limiter,
+            &[(Rule::OrdersPerUser, &session.user_id.to_string())],
+            WhenRedisDown::Refuse,
+        )
+        .await?;
         let body: OrderRequest = json_body(&req)?;
         let order = ValidOrder::try_from(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let key = match header(&req, "idempotency-key") {
+        let key = match req.headers.get("idempotency-key") {
             None => None,
-            Some(raw) => Some(IdempotencyKey::parse(raw).ok_or_else(|| {
-                ApiError::bad_request("Idempotency-Key must be 1 to 255 characters")
+            Some(raw) => Some(IdempotencyKey::parse(raw.as_bytes()).ok_or_else(|| {
+                ApiError::bad_request(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters (0x21-0x7E)",
+                )
             })?),
         };
         let request_hash = order.request_hash();
