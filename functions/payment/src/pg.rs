@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub struct LockedPayment {
     pub status: PaymentStatus,
     pub payment_id: Option<Uuid>,
+    /// The provider's id of the authorization (see `gateway::Authorization`).
+    pub provider_ref: Option<String>,
     pub amount_cents: i64,
     pub currency: String,
 }
@@ -57,15 +59,16 @@ impl PgPayments {
     ) -> anyhow::Result<LockedPayment> {
         // One round trip: the no-op update on conflict locks the existing row (as FOR UPDATE
         // would) and returns it; a new row comes back as `pending`.
-        let (status, payment_id, amount_cents, currency): (
+        let (status, payment_id, amount_cents, currency, provider_ref): (
             String,
             Option<Uuid>,
             Option<i64>,
             Option<String>,
+            Option<String>,
         ) = sqlx::query_as(
             "INSERT INTO payments.payments (order_id, status) VALUES ($1, 'pending')
              ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
-             RETURNING status, payment_id, amount_cents, currency",
+             RETURNING status, payment_id, amount_cents, currency, provider_ref",
         )
         .bind(order_id)
         .fetch_one(&mut *conn)
@@ -76,6 +79,7 @@ impl PgPayments {
         Ok(LockedPayment {
             status,
             payment_id,
+            provider_ref,
             amount_cents: amount_cents.unwrap_or(0),
             currency: currency.unwrap_or_default(),
         })
@@ -87,16 +91,17 @@ impl PgPayments {
         order_id: &str,
         status: PaymentStatus,
         payment_id: Option<Uuid>,
+        provider_ref: Option<&str>,
         amount_cents: i64,
         currency: &str,
-        token: &str,
+        token_ref: &str,
         last4: Option<&str>,
         decline_code: Option<&str>,
     ) -> sqlx::Result<()> {
         sqlx::query(
             "UPDATE payments.payments
-             SET status = $2, payment_id = $3, amount_cents = $4, currency = $5, token = $6,
-                 last4 = $7, decline_code = $8, updated_at = now()
+             SET status = $2, payment_id = $3, amount_cents = $4, currency = $5, token_ref = $6,
+                 last4 = $7, decline_code = $8, provider_ref = $9, updated_at = now()
              WHERE order_id = $1",
         )
         .bind(order_id)
@@ -104,9 +109,10 @@ impl PgPayments {
         .bind(payment_id)
         .bind(amount_cents)
         .bind(currency)
-        .bind(token)
+        .bind(token_ref)
         .bind(last4)
         .bind(decline_code)
+        .bind(provider_ref)
         .execute(conn)
         .await?;
         Ok(())

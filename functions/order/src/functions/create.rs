@@ -1,6 +1,8 @@
 //! `order-create` (HTTP `POST /orders`): validates and prices the order, then writes it,
 //! its idempotency record and `order.created` in one transaction, and publishes after commit.
 //! A W3C `traceparent` request header makes the order's trace a child of the caller's.
+//! The payment token leaves here sealed for the payment service (`shared::payment_token`);
+//! the order keeps only its reference.
 
 use crate::domain::pricing::{self, PricedOrder, PricingError};
 use crate::domain::request::{IdempotencyKey, OrderRequest, ValidOrder};
@@ -9,6 +11,7 @@ use crate::pg::{catalog, orders};
 use shared::context::Context;
 use shared::contracts::{OrderCreated, OrderLine, Payload};
 use shared::http::{ApiError, Request, Response, authenticate, header, json_body, json_response};
+use shared::payment_token::{self, TokenKeys};
 use shared::session::Session;
 use shared::{Envelope, Function};
 use std::sync::Arc;
@@ -20,10 +23,18 @@ pub const ROUTE: &str = "POST /orders";
 #[derive(Clone)]
 struct CreateOrder {
     ctx: Context,
+    keys: TokenKeys,
 }
 
 pub fn create(ctx: &Context) -> Arc<dyn Function> {
-    let state = Arc::new(CreateOrder { ctx: ctx.clone() });
+    let keys = match TokenKeys::from_config(&ctx.config) {
+        Ok(keys) => keys,
+        Err(e) => return shared::lambda::Misconfigured::new("order-create", e),
+    };
+    let state = Arc::new(CreateOrder {
+        ctx: ctx.clone(),
+        keys,
+    });
     Arc::new(shared::lambda::HttpFunction(move |req| {
         let s = state.clone();
         async move { s.handle(req).await }
@@ -76,6 +87,7 @@ impl CreateOrder {
         let priced = pricing::price(&order, &prices).map_err(pricing_error)?;
         let order_id = Uuid::now_v7();
         let created = order_created(
+            &self.keys,
             order_id,
             &session,
             &order,
@@ -140,12 +152,13 @@ impl CreateOrder {
                 })?;
             return replay(stored, request_hash);
         }
+        let payment_ref = payment_token::reference(order.payment_token.as_str());
         let new = orders::NewOrder {
             order_id,
             user_id: session.user_id,
             customer_email: &session.email,
             priced,
-            payment_token: order.payment_token.as_str(),
+            payment_ref: &payment_ref,
             pending_timeout: self.ctx.config.pending_timeout,
             traceparent: &traceparent,
         };
@@ -159,6 +172,7 @@ impl CreateOrder {
 }
 
 fn order_created(
+    keys: &TokenKeys,
     order_id: Uuid,
     session: &Session,
     order: &ValidOrder,
@@ -181,7 +195,10 @@ fn order_created(
                 .collect(),
             total_cents: priced.total_cents,
             currency: priced.currency.clone(),
-            payment_token: order.payment_token.as_str().to_string(),
+            // Sealed for payment-process; every other reader gets the reference only.
+            payment_token: String::new(),
+            payment_token_sealed: keys.seal(&order_id.to_string(), order.payment_token.as_str()),
+            payment_ref: payment_token::reference(order.payment_token.as_str()),
         }),
         None,
     );
