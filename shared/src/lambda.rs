@@ -33,12 +33,11 @@ pub struct Misconfigured {
     pub error: String,
 }
 
-impl Misconfigured {
-    pub fn new(function: &'static str, error: impl std::fmt::Display) -> Arc<dyn Function> {
-        let error = error.to_string();
-        tracing::error!(function, %error, "function misconfigured");
-        Arc::new(Misconfigured { function, error })
-    }
+/// `function` as a `Misconfigured` function failing with `error` (logged once, here).
+pub fn misconfigured(function: &'static str, error: impl std::fmt::Display) -> Arc<dyn Function> {
+    let error = error.to_string();
+    tracing::error!(function, %error, "function misconfigured");
+    Arc::new(Misconfigured { function, error })
 }
 
 #[async_trait]

@@ -135,7 +135,7 @@ pub fn channel_for(ctx: &Context) -> Result<Arc<dyn NotificationChannel>, Webhoo
 pub fn send(ctx: &Context) -> Arc<dyn Function> {
     match channel_for(ctx) {
         Ok(channel) => send_with(ctx, channel),
-        Err(e) => shared::lambda::Misconfigured::new(SEND, e),
+        Err(e) => shared::lambda::misconfigured(SEND, e),
     }
 }
 

@@ -25,7 +25,7 @@ pub const SETTLE: &str = "payment-settle";
 pub fn process(ctx: &shared::context::Context) -> Arc<dyn Function> {
     match crate::gateway::from_config(&ctx.config) {
         Ok(gateway) => process_with(ctx, gateway),
-        Err(e) => shared::lambda::Misconfigured::new(PROCESS, e),
+        Err(e) => shared::lambda::misconfigured(PROCESS, e),
     }
 }
 
@@ -35,7 +35,7 @@ pub fn process_with(
 ) -> Arc<dyn Function> {
     match shared::payment_token::TokenKeys::from_config(&ctx.config) {
         Ok(keys) => Arc::new(RmqFunction(ctx.batch_runner(Process { gateway, keys }))),
-        Err(e) => shared::lambda::Misconfigured::new(PROCESS, e),
+        Err(e) => shared::lambda::misconfigured(PROCESS, e),
     }
 }
 
@@ -43,7 +43,7 @@ pub fn process_with(
 pub fn settle(ctx: &shared::context::Context) -> Arc<dyn Function> {
     match crate::gateway::from_config(&ctx.config) {
         Ok(gateway) => settle_with(ctx, gateway),
-        Err(e) => shared::lambda::Misconfigured::new(SETTLE, e),
+        Err(e) => shared::lambda::misconfigured(SETTLE, e),
     }
 }
 

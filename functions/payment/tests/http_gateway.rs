@@ -36,11 +36,14 @@ impl Call {
     }
 }
 
+/// A saved answer: the form it was given for, its status and body.
+type Saved = (Vec<(String, String)>, u16, Value);
+
 #[derive(Default)]
 struct Provider {
     calls: Mutex<Vec<Call>>,
     /// First answer per idempotency key, with the form it came with.
-    answers: Mutex<HashMap<String, (Vec<(String, String)>, u16, Value)>>,
+    answers: Mutex<HashMap<String, Saved>>,
     /// The next this many requests fail with a 500 before anything is done (not saved).
     fail_next: AtomicU32,
     intents: AtomicU32,

@@ -29,7 +29,7 @@ struct CreateOrder {
 pub fn create(ctx: &Context) -> Arc<dyn Function> {
     let keys = match TokenKeys::from_config(&ctx.config) {
         Ok(keys) => keys,
-        Err(e) => return shared::lambda::Misconfigured::new("order-create", e),
+        Err(e) => return shared::lambda::misconfigured("order-create", e),
     };
     let state = Arc::new(CreateOrder {
         ctx: ctx.clone(),
