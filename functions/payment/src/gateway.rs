@@ -2,9 +2,10 @@
 //! like the well-known providers' test tokens do (`tok_visa` approves, `tok_chargeDeclined`
 //! declines, ...). The HTTP adapter for a real provider is `http_gateway`.
 //!
-//! The adapter is chosen explicitly by `PAYMENT_GATEWAY` (`simulated` or `http`). Off Lambda
-//! an unset value means the simulator, so `orderflow up`, the demo and the tests need no
-//! setting; on Lambda it must be said, and the simulator is refused unless
+//! The adapter is chosen explicitly by `PAYMENT_GATEWAY` (`simulated` or `http`). In a test
+//! stage an unset value means the simulator, and off Lambda the stage defaults to `local`,
+//! so `orderflow up`, the demo and the tests need no setting; on Lambda the stage has no
+//! default, so the choice must be said, and the simulator is refused unless
 //! `ORDERFLOW_STAGE` is a test stage: a deploy that forgot to configure the provider fails at
 //! init instead of approving every `tok_visa` for free.
 //!
@@ -102,18 +103,29 @@ pub trait PaymentGateway: Send + Sync {
     async fn refund(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
 }
 
+/// Whether `cfg` runs the simulated gateway, whose record (`gateway_sim.calls`) is then the
+/// gateway's side of the books; a real provider keeps its own.
+pub fn uses_simulator(cfg: &shared::Config) -> bool {
+    match cfg.payment_gateway.as_deref() {
+        Some(choice) => choice.trim().eq_ignore_ascii_case("simulated"),
+        None => cfg.is_test_stage(),
+    }
+}
+
 /// The adapter `cfg` asks for (see the module comment), or why it cannot be used.
 pub fn from_config(cfg: &shared::Config) -> Result<std::sync::Arc<dyn PaymentGateway>, String> {
     let choice = match cfg.payment_gateway.as_deref() {
         Some(choice) => choice.trim().to_ascii_lowercase(),
-        None if cfg.on_lambda => {
-            return Err(
-                "PAYMENT_GATEWAY must be set on Lambda: http (a real provider) or simulated \
-                 (test stages only)"
-                    .into(),
-            );
+        // Off Lambda the stage defaults to `local`, so `orderflow up` and the tests get the
+        // simulator unasked; on Lambda the stage has no default, so the choice must be said.
+        None if cfg.is_test_stage() => "simulated".into(),
+        None => {
+            return Err(format!(
+                "PAYMENT_GATEWAY must be set in stage {:?}: http (a real provider) or \
+                 simulated (test stages only)",
+                cfg.stage
+            ));
         }
-        None => "simulated".into(),
     };
     match choice.as_str() {
         "simulated" if !cfg.is_test_stage() => Err(format!(
@@ -365,6 +377,11 @@ mod tests {
         ])
         .expect_err("a Lambda without a stage is production");
         assert!(err.contains("test stage"), "{err}");
+        assert!(super::uses_simulator(&config(&[])));
+        assert!(!super::uses_simulator(&config(&[(
+            "PAYMENT_GATEWAY",
+            "http"
+        )])));
     }
 
     #[test]
