@@ -36,13 +36,25 @@ fn the_scanner_finds_a_line_that_holds_the_email_in_any_case_or_escaping() {
         );
         tracing::info!(note = "said \"tok_visa\"", "a quoted token");
         tracing::info!(order_id = "o-1", "nothing personal");
+        tracing::warn!(
+            url = "http://hooks:s3cr3t-hunter2@127.0.0.1:1/hook",
+            "webhook failed"
+        );
     });
     let lines = capture.lines();
-    assert_eq!(lines.len(), 3, "{lines:?}");
-    let found = leaks(&lines, &["ada.lovelace@example.com", "said \"tok_visa\""]);
-    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let found = leaks(
+        &lines,
+        &[
+            "ada.lovelace@example.com",
+            "said \"tok_visa\"",
+            URL_PASSWORD,
+        ],
+    );
+    assert_eq!(found.len(), 3, "{found:?}");
     assert!(found[0].1.contains("notification delivered"));
-    assert!(leaks(&lines[2..], &["ada.lovelace@example.com"]).is_empty());
+    assert!(found[2].1.contains("webhook failed"));
+    assert!(leaks(&lines[2..3], &["ada.lovelace@example.com", URL_PASSWORD]).is_empty());
 }
 
 /// Waits until no notification is pending (delivered or failed).
