@@ -18,6 +18,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("#[serde(with = \"crate::contracts::enum_json::{module}\")]"),
         );
     }
+    // The retired clear-text token is read from old messages but never written again, not
+    // even as an empty JSON field.
+    config.field_attribute(
+        "orderflow.v1.OrderCreated.payment_token",
+        "#[serde(skip_serializing_if = \"String::is_empty\")]",
+    );
     config.compile_protos(&["proto/orderflow/v1/events.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

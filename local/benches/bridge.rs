@@ -38,9 +38,13 @@ fn order_created() -> Envelope {
         quantity,
         unit_price_cents,
     };
+    let order_id = uuid::Uuid::now_v7().to_string();
     Envelope::new(
         Payload::OrderCreated(OrderCreated {
-            order_id: uuid::Uuid::now_v7().to_string(),
+            payment_token_sealed: shared::payment_token::TokenKeys::development()
+                .seal(&order_id, "tok_visa"),
+            payment_ref: shared::payment_token::reference("tok_visa"),
+            order_id,
             user_id: uuid::Uuid::now_v7().to_string(),
             customer_email: "ada.lovelace@example.com".into(),
             items: vec![
@@ -50,7 +54,7 @@ fn order_created() -> Envelope {
             ],
             total_cents: 2 * 2490 + 1200 + 8900,
             currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
+            ..Default::default()
         }),
         None,
     )

@@ -240,7 +240,11 @@ impl Stack {
                     let ctor = find(&spec.binary).with_context(|| {
                         format!("template names {} but no service provides it", spec.binary)
                     })?;
-                    Target::InProcess(ctor(&ctx))
+                    let function = ctor(&ctx);
+                    if let Some(error) = function.init_error() {
+                        anyhow::bail!("{error}");
+                    }
+                    Target::InProcess(function)
                 }
             };
             for trigger in &spec.triggers {

@@ -48,7 +48,10 @@ fn created_for(order_id: &str) -> Envelope {
             items: vec![line("sku-coffee", 2, 2490), line("sku-mug", 1, 1200)],
             total_cents: 6180,
             currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
+            payment_token_sealed: shared::payment_token::TokenKeys::development()
+                .seal(order_id, "tok_visa"),
+            payment_ref: shared::payment_token::reference("tok_visa"),
+            ..Default::default()
         }),
         None,
     )
@@ -520,6 +523,45 @@ fn a_renamed_payload_field_in_a_sample_is_caught() {
 }
 
 #[test]
+fn a_sample_with_a_clear_text_payment_token_is_caught() {
+    let (sample, queue, keys) = reserve_sample();
+    let drifted = with_body(&sample, |body| {
+        body["payload"]["orderCreated"]["paymentToken"] = json!("tok_visa");
+    });
+    let violations = rmq_violations(&drifted, &queue, &keys);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("payment token in the clear")),
+        "{violations:?}"
+    );
+}
+
+#[test]
+fn no_sample_event_carries_a_payment_token_but_the_http_request_that_places_the_order() {
+    for file in all_files() {
+        let text = std::fs::read_to_string(&file).expect("read");
+        let value = read(&file);
+        let mut seen = text.contains("tok_visa");
+        // Bodies are base64: look inside them too.
+        if let Some(queues) = value["rmqMessagesByQueue"].as_object() {
+            for m in queues
+                .values()
+                .flat_map(|v| v.as_array().into_iter().flatten())
+            {
+                let body = serde_json::from_value::<shared::rmq::RmqMessage>(m.clone())
+                    .expect("message")
+                    .body()
+                    .expect("base64");
+                seen |= String::from_utf8_lossy(&body).contains("tok_visa");
+            }
+        }
+        let is_the_order_request = relative(&file) == "order/order-create.json";
+        assert_eq!(seen, is_the_order_request, "{}", relative(&file));
+    }
+}
+
+#[test]
 fn an_extra_envelope_field_in_a_sample_is_caught() {
     let (sample, queue, keys) = reserve_sample();
     let drifted = with_body(&sample, |body| body["priority"] = json!("high"));
@@ -707,7 +749,7 @@ async fn story_fixtures(env: &shared::testing::TestEnv) {
             user_id: uuid::Uuid::parse_str(USER_ID).expect("uuid"),
             customer_email: "alice@example.com",
             priced: &priced,
-            payment_token: "tok_visa",
+            payment_ref: "tok_...visa",
             pending_timeout: std::time::Duration::from_secs(3600),
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         },

@@ -20,7 +20,10 @@ fn created(order: &str) -> Envelope {
             }],
             total_cents: 100,
             currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
+            payment_token_sealed: shared::payment_token::TokenKeys::development()
+                .seal(order, "tok_visa"),
+            payment_ref: shared::payment_token::reference("tok_visa"),
+            ..Default::default()
         }),
         None,
     )

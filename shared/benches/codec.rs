@@ -59,7 +59,10 @@ fn order_created(lines: usize) -> Payload {
         items,
         total_cents,
         currency: "EUR".into(),
-        payment_token: "tok_visa".into(),
+        payment_token_sealed: shared::payment_token::TokenKeys::development()
+            .seal(ORDER_ID, "tok_visa"),
+        payment_ref: shared::payment_token::reference("tok_visa"),
+        ..Default::default()
     })
 }
 

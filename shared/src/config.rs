@@ -31,6 +31,25 @@ pub struct Config {
     pub faults: crate::faults::Faults,
     /// Admission control of `POST /orders` (`ORDER_ADMISSION*`).
     pub admission: Admission,
+    /// The deployment stage (`ORDERFLOW_STAGE`). Off Lambda it defaults to `local`; on Lambda
+    /// it has no default, so a deploy that does not say which stage it is counts as
+    /// production. Only test stages (`TEST_STAGES`) may run the simulated payment gateway or
+    /// the development payment-token key.
+    pub stage: String,
+    /// Whether this process is a Lambda function (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    pub on_lambda: bool,
+    /// `PAYMENT_TOKEN_KEY`: the key(s) sealing payment tokens for the payment service
+    /// (`shared::payment_token`).
+    pub payment_token_key: Option<Secret>,
+    /// `PAYMENT_GATEWAY`: `simulated` or `http`, read by the payment functions.
+    pub payment_gateway: Option<String>,
+    /// `PAYMENT_GATEWAY_URL` and `PAYMENT_GATEWAY_API_KEY`, for `PAYMENT_GATEWAY=http`.
+    pub payment_gateway_url: Option<String>,
+    pub payment_gateway_api_key: Option<Secret>,
+    /// `NOTIFICATION_WEBHOOK_SECRET` (`whsec_<base64>`): signs webhook deliveries.
+    pub webhook_secret: Option<Secret>,
+    /// `NOTIFICATION_WEBHOOK_SECRET_ARN`: where a deploy keeps that secret in Secrets Manager.
+    pub webhook_secret_arn: Option<String>,
 }
 
 /// When `POST /orders` refuses new work: the backlog of undecided orders, drained at the
@@ -51,6 +70,30 @@ pub struct Admission {
     /// How long one reading of the backlog serves an instance (`ORDER_ADMISSION_REFRESH_MS`,
     /// default 1000): one query a second however many orders arrive.
     pub refresh: Duration,
+}
+
+/// Stages that may use test doubles (the simulated gateway, the development token key).
+pub const TEST_STAGES: [&str; 4] = ["local", "test", "ci", "dev"];
+
+/// A secret from the environment: its `Debug` never shows it, so a logged or printed
+/// `Config` cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +171,13 @@ impl Config {
                 Ok(d)
             }
         };
+        let on_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let stage = match get("ORDERFLOW_STAGE").filter(|s| !s.trim().is_empty()) {
+            Some(s) => s.trim().to_ascii_lowercase(),
+            None if on_lambda => String::new(),
+            None => "local".into(),
+        };
+        let secret = |name: &str| get(name).filter(|s| !s.is_empty()).map(Secret);
         let prefix = get("ORDERFLOW_PREFIX").unwrap_or_default();
         if !prefix
             .chars()
@@ -195,7 +245,20 @@ impl Config {
                         })?,
                 },
             },
+            stage,
+            on_lambda,
+            payment_token_key: secret("PAYMENT_TOKEN_KEY"),
+            payment_gateway: get("PAYMENT_GATEWAY").filter(|s| !s.is_empty()),
+            payment_gateway_url: get("PAYMENT_GATEWAY_URL").filter(|s| !s.is_empty()),
+            payment_gateway_api_key: secret("PAYMENT_GATEWAY_API_KEY"),
+            webhook_secret: secret("NOTIFICATION_WEBHOOK_SECRET"),
+            webhook_secret_arn: get("NOTIFICATION_WEBHOOK_SECRET_ARN").filter(|s| !s.is_empty()),
         })
+    }
+
+    /// Whether this stage may use test doubles (see `TEST_STAGES`).
+    pub fn is_test_stage(&self) -> bool {
+        TEST_STAGES.contains(&self.stage.as_str())
     }
 
     /// The AMQP virtual host named by the URL path (`/` when absent).
@@ -206,6 +269,33 @@ impl Config {
             .filter(|p| !p.is_empty())
             .map(|p| p.replace("%2f", "/").replace("%2F", "/"))
             .unwrap_or_else(|| "/".into())
+    }
+}
+
+/// Why a URL may not receive secrets or personal data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundUrlError {
+    #[error("not a URL")]
+    NotAUrl,
+    /// Holds the URL with its password hidden.
+    #[error("must use https (plain http is allowed to a loopback host only), got {0}")]
+    Insecure(String),
+}
+
+/// `url` if secrets or personal data may be sent to it: https, or plain http to a loopback
+/// host (local receivers and test stand-ins, where nothing crosses a network).
+pub fn outbound_url(url: &str) -> Result<url::Url, OutboundUrlError> {
+    let parsed = url::Url::parse(url).map_err(|_| OutboundUrlError::NotAUrl)?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(OutboundUrlError::Insecure(redact(url))),
     }
 }
 
@@ -271,6 +361,58 @@ mod tests {
             "amqp://guest:***@host:5672/%2f"
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn the_stage_is_local_off_lambda_and_must_be_said_on_lambda() {
+        let c = cfg(&[]).expect("defaults");
+        assert_eq!(c.stage, "local");
+        assert!(c.is_test_stage());
+        let c = cfg(&[("AWS_LAMBDA_FUNCTION_NAME", "orderflow-payment-process")]).expect("ok");
+        assert_eq!(c.stage, "");
+        assert!(
+            !c.is_test_stage(),
+            "an unnamed stage on Lambda is production"
+        );
+        let c = cfg(&[("ORDERFLOW_STAGE", "Prod")]).expect("ok");
+        assert!(!c.is_test_stage());
+        let c = cfg(&[("ORDERFLOW_STAGE", "test")]).expect("ok");
+        assert!(c.is_test_stage());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = cfg(&[
+            ("PAYMENT_TOKEN_KEY", "c2VjcmV0LWtleQ=="),
+            ("NOTIFICATION_WEBHOOK_SECRET", "whsec_c2VjcmV0"),
+            ("PAYMENT_GATEWAY_API_KEY", "sk_test_123"),
+        ])
+        .expect("ok");
+        let shown = format!("{c:?}");
+        for secret in ["c2VjcmV0LWtleQ==", "whsec_c2VjcmV0", "sk_test_123"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(
+            c.webhook_secret.as_ref().map(Secret::expose),
+            Some("whsec_c2VjcmV0")
+        );
+    }
+
+    #[test]
+    fn secrets_go_over_https_or_to_a_loopback_host_only() {
+        for ok in [
+            "https://hooks.example.com/orderflow",
+            "http://127.0.0.1:8080/hook",
+            "http://[::1]:8080/hook",
+            "http://localhost/hook",
+        ] {
+            assert!(outbound_url(ok).is_ok(), "{ok}");
+        }
+        let err = outbound_url("http://user:hunter2@example.com/hook").expect_err("plain");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(outbound_url("not a url"), Err(OutboundUrlError::NotAUrl));
+        assert!(outbound_url("ftp://127.0.0.1/hook").is_err());
+        assert!(outbound_url("http://127.0.0.1.example.com/hook").is_err());
     }
 
     #[test]

@@ -186,7 +186,10 @@ mod tests {
                 }],
                 total_cents: 3998,
                 currency: "EUR".into(),
-                payment_token: "tok_visa".into(),
+                payment_token_sealed: crate::payment_token::TokenKeys::development()
+                    .seal("0190f0c2-0000-7000-8000-000000000001", "tok_visa"),
+                payment_ref: crate::payment_token::reference("tok_visa"),
+                ..Default::default()
             }),
             None,
         )

@@ -17,6 +17,41 @@ pub trait Function: Send + Sync {
     /// Handles one invocation. An `Err` is a failed invocation (for a queue trigger, the
     /// whole batch comes back).
     async fn invoke(&self, event: Value) -> Result<Value, FunctionError>;
+
+    /// Why this function cannot run with its configuration, if it cannot: Lambda's init
+    /// phase (`serve`) and the local runner refuse to start it, naming the setting.
+    fn init_error(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A function whose configuration is wrong (a simulated gateway in production, a missing
+/// key). Its init fails with `error`; invoked anyway (a caller that skipped the check),
+/// every invocation fails with it, so queued messages stay queued instead of being lost.
+pub struct Misconfigured {
+    pub function: &'static str,
+    pub error: String,
+}
+
+/// `function` as a `Misconfigured` function failing with `error` (logged once, here).
+pub fn misconfigured(function: &'static str, error: impl std::fmt::Display) -> Arc<dyn Function> {
+    let error = error.to_string();
+    tracing::error!(function, %error, "function misconfigured");
+    Arc::new(Misconfigured { function, error })
+}
+
+#[async_trait]
+impl Function for Misconfigured {
+    async fn invoke(&self, _event: Value) -> Result<Value, FunctionError> {
+        Err(format!("{} is misconfigured: {}", self.function, self.error).into())
+    }
+
+    fn init_error(&self) -> Option<String> {
+        Some(format!(
+            "{} is misconfigured: {}",
+            self.function, self.error
+        ))
+    }
 }
 
 /// How a binary name maps to the function it serves; each service lists its own.
@@ -118,6 +153,11 @@ pub fn serve(constructor: Constructor) -> impl Future<Output = Result<(), lambda
         let config = crate::Config::from_env()?;
         let ctx = Context::new(config)?;
         let function = constructor(&ctx);
+        if let Some(error) = function.init_error() {
+            // Failing the init phase shows the reason in the function's log and keeps the
+            // trigger's messages on their queue.
+            return Err(error.into());
+        }
         let name: Arc<str> = name.into();
         lambda_runtime::run(lambda_runtime::service_fn(
             move |event: lambda_runtime::LambdaEvent<Value>| {

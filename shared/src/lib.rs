@@ -14,6 +14,7 @@ pub mod faults;
 pub mod http;
 pub mod lambda;
 pub mod metrics;
+pub mod payment_token;
 pub use lambda::{Constructor, Function};
 pub mod context;
 pub mod product;

@@ -1,6 +1,7 @@
 //! Test harness (feature `testing`): an isolated environment on the real local servers
-//! (a fresh database, a random name prefix for queues and Redis keys) and helpers to build
-//! trigger events and read what was published.
+//! (a fresh database, a random name prefix for queues and Redis keys), helpers to build
+//! trigger events and read what was published, and a log capture to check what the logs
+//! give away.
 
 use crate::context::Context;
 use crate::envelope::{Encoding, Envelope};
@@ -131,4 +132,83 @@ impl TestEnv {
             v.clear();
         }
     }
+}
+
+/// Every log line written while it is installed, as JSON (event fields and the fields of
+/// every enclosing span), for tests that check what the logs give away.
+#[derive(Clone, Default)]
+pub struct LogCapture {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+/// Appends to a `LogCapture`.
+pub struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buf) = self.0.lock() {
+            buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = CaptureWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter(self.buf.clone())
+    }
+}
+
+impl LogCapture {
+    /// A subscriber writing here what `filter` (an `EnvFilter` directive) lets through,
+    /// formatted as the functions log on Lambda (JSON, span fields included).
+    pub fn subscriber(&self, filter: &str) -> impl tracing::Subscriber + Send + Sync + 'static {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(self.clone())
+            .finish()
+    }
+
+    /// Installs `subscriber(filter)` for the whole process (every thread and task); `None`
+    /// when another global subscriber was installed first.
+    pub fn install(filter: &str) -> Option<Self> {
+        let capture = LogCapture::default();
+        tracing::subscriber::set_global_default(capture.subscriber(filter)).ok()?;
+        Some(capture)
+    }
+
+    /// The lines captured so far.
+    pub fn lines(&self) -> Vec<String> {
+        let buf = self.buf.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The lines that give away any of `secrets`, each with the secret it shows. A secret is
+/// also found JSON-escaped, and case-insensitively (an e-mail address may be lowercased).
+pub fn leaks(lines: &[String], secrets: &[&str]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for line in lines {
+        let lower = line.to_lowercase();
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            let escaped = serde_json::to_string(secret).unwrap_or_default();
+            let escaped = escaped.trim_matches('"').to_lowercase();
+            if lower.contains(&secret.to_lowercase()) || lower.contains(&escaped) {
+                found.push((secret.to_string(), line.clone()));
+            }
+        }
+    }
+    found
 }

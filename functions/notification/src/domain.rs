@@ -188,7 +188,10 @@ mod tests {
             }],
             total_cents: 3998,
             currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
+            payment_token_sealed: shared::payment_token::TokenKeys::development()
+                .seal("ord-1", "tok_visa"),
+            payment_ref: shared::payment_token::reference("tok_visa"),
+            ..Default::default()
         }
     }
 

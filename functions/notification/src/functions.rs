@@ -1,7 +1,7 @@
 //! `notification-send`: order events in, one notification per order and kind out.
 
 use crate::channel::{Delivery, LogChannel, NotificationChannel, Outgoing};
-use crate::webhook::WebhookChannel;
+use crate::webhook::{WebhookChannel, WebhookConfigError};
 use crate::{SCHEMA, domain, pg};
 use async_trait::async_trait;
 use shared::HandleError;
@@ -114,24 +114,29 @@ impl MessageHandler for SendHandler {
     }
 }
 
-/// The channel the configuration asks for: the webhook when `webhook_url` is set.
-pub fn channel_for(ctx: &Context) -> Arc<dyn NotificationChannel> {
-    match ctx.config.webhook_url.as_deref() {
-        None => Arc::new(LogChannel),
-        Some(url) => match WebhookChannel::new(url) {
-            Ok(w) => Arc::new(w),
-            Err(e) => {
-                // Only a broken TLS setup gets here; logging keeps notifications flowing.
-                tracing::error!(error = %e, "cannot build the webhook client, falling back to the log channel");
-                Arc::new(LogChannel)
-            }
-        },
-    }
+/// The channel the configuration asks for: the signed webhook when `webhook_url` is set.
+/// A webhook that cannot be built (plain http to another host, no or a bad secret) is an
+/// error, never a silent fall-back to the log: notifications would stop reaching the
+/// receiver while every one of them looked delivered.
+pub fn channel_for(ctx: &Context) -> Result<Arc<dyn NotificationChannel>, WebhookConfigError> {
+    let config = &ctx.config;
+    let Some(url) = config.webhook_url.as_deref() else {
+        return Ok(Arc::new(LogChannel));
+    };
+    let secret = match (&config.webhook_secret, &config.webhook_secret_arn) {
+        (Some(secret), _) => secret.expose(),
+        (None, Some(_)) => return Err(WebhookConfigError::SecretArnOnly),
+        (None, None) => return Err(WebhookConfigError::NoSecret),
+    };
+    Ok(Arc::new(WebhookChannel::new(url, secret)?))
 }
 
 /// `notification-send` (queue notification-send <- order.created, order.confirmed, order.cancelled).
 pub fn send(ctx: &Context) -> Arc<dyn Function> {
-    send_with(ctx, channel_for(ctx))
+    match channel_for(ctx) {
+        Ok(channel) => send_with(ctx, channel),
+        Err(e) => shared::lambda::misconfigured(SEND, e),
+    }
 }
 
 /// Same, delivering through `channel` (tests and the local runner may pass their own).

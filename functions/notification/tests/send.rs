@@ -35,7 +35,10 @@ fn created(order_id: &str) -> Envelope {
             }],
             total_cents: 3998,
             currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
+            payment_token_sealed: shared::payment_token::TokenKeys::development()
+                .seal(order_id, "tok_visa"),
+            payment_ref: shared::payment_token::reference("tok_visa"),
+            ..Default::default()
         }),
         None,
     )
@@ -353,7 +356,13 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Seen> {
 
 async fn webhook_env(url: &str) -> TestEnv {
     let url = url.to_string();
-    let env = TestEnv::with_config(|c| c.webhook_url = Some(url)).await;
+    let env = TestEnv::with_config(|c| {
+        c.webhook_url = Some(url);
+        c.webhook_secret = Some(shared::config::Secret::new(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ));
+    })
+    .await;
     env.migrate(notification::SCHEMA, &notification::MIGRATOR)
         .await;
     env

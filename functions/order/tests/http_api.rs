@@ -35,7 +35,26 @@ async fn creating_an_order_answers_202_and_publishes_order_created_with_catalog_
     assert_eq!(created.customer_email, user.email);
     assert_eq!(created.total_cents, 2 * 1999 + 3 * 500);
     assert_eq!(created.currency, "EUR");
-    assert_eq!(created.payment_token, "tok_visa");
+    // The token travels sealed for the payment service; the order keeps nothing of it but
+    // the reference.
+    assert_eq!(created.payment_token, "", "no clear-text token on the bus");
+    assert_eq!(created.payment_ref, "tok_...visa");
+    let keys = shared::payment_token::TokenKeys::from_config(&h.env.ctx.config).unwrap();
+    assert_eq!(
+        keys.open(&order_id, &created.payment_token_sealed).unwrap(),
+        "tok_visa"
+    );
+    for message in h.env.publisher.sent() {
+        assert!(
+            !String::from_utf8_lossy(&message.body).contains("tok_visa"),
+            "the published bytes carry the token"
+        );
+    }
+    let stored: Vec<String> = sqlx::query_scalar("SELECT payment_ref FROM orders.orders")
+        .fetch_all(&h.env.ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, vec!["tok_...visa".to_string()]);
     let lines: Vec<(&str, u32, i64)> = created
         .items
         .iter()

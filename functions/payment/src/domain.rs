@@ -107,6 +107,24 @@ pub fn on_order_cancelled(status: PaymentStatus) -> Result<CancelAction, String>
     }
 }
 
+/// The token to authorize `order` with: opened from `payment_token_sealed`, or, for a
+/// message published before tokens were sealed, the retired clear-text field. The error is
+/// the parking reason (it never contains the token).
+pub fn token_of(
+    order: &shared::contracts::OrderCreated,
+    keys: &shared::payment_token::TokenKeys,
+) -> Result<String, String> {
+    if !order.payment_token_sealed.is_empty() {
+        return keys
+            .open(&order.order_id, &order.payment_token_sealed)
+            .map_err(|e| e.to_string());
+    }
+    if !order.payment_token.is_empty() {
+        return Ok(order.payment_token.clone());
+    }
+    Err("order.created carries no payment token".into())
+}
+
 /// Checks what `order.created` carries for the payment; the error is the parking reason.
 pub fn validate_charge(
     order_id: &str,
@@ -182,6 +200,37 @@ mod tests {
             on_order_cancelled(Captured),
             Err("cancel after capture: needs a refund".to_string())
         );
+    }
+
+    #[test]
+    fn the_token_is_opened_from_its_seal_or_read_from_an_older_clear_text_message() {
+        use shared::contracts::OrderCreated;
+        use shared::payment_token::TokenKeys;
+        let keys = TokenKeys::development();
+        let sealed = OrderCreated {
+            order_id: "o1".into(),
+            payment_token_sealed: keys.seal("o1", "tok_visa"),
+            payment_ref: "tok_...visa".into(),
+            ..Default::default()
+        };
+        assert_eq!(token_of(&sealed, &keys).as_deref(), Ok("tok_visa"));
+        let legacy = OrderCreated {
+            order_id: "o1".into(),
+            payment_token: "tok_visa".into(),
+            ..Default::default()
+        };
+        assert_eq!(token_of(&legacy, &keys).as_deref(), Ok("tok_visa"));
+        let moved = OrderCreated {
+            order_id: "o2".into(),
+            ..sealed
+        };
+        let err = token_of(&moved, &keys).expect_err("bound to o1");
+        assert!(err.contains("tampered or moved"), "{err}");
+        let none = OrderCreated {
+            order_id: "o1".into(),
+            ..Default::default()
+        };
+        assert!(token_of(&none, &keys).is_err());
     }
 
     #[test]

@@ -3,8 +3,7 @@
 
 use crate::domain::{self, CancelAction, ConfirmAction, PaymentStatus, ProcessAction};
 use crate::gateway::{
-    AuthorizeError, AuthorizeRequest, CallKind, PaymentGateway, SettleRequest, SimulatedGateway,
-    call_key,
+    AuthorizeError, AuthorizeRequest, CallKind, PaymentGateway, SettleRequest, call_key,
 };
 use crate::pg::PgPayments;
 use crate::pg::{AuthorizationRow, LedgerEntry};
@@ -22,52 +21,29 @@ use std::sync::Arc;
 pub const PROCESS: &str = "payment-process";
 pub const SETTLE: &str = "payment-settle";
 
-/// The simulated gateway on the context's database (see `gateway`).
-fn simulated(ctx: &shared::context::Context) -> Arc<dyn PaymentGateway> {
-    match SimulatedGateway::new(&ctx.config.database_url) {
-        Ok(gw) => Arc::new(gw),
-        // The URL already parsed for the main pool, so this cannot happen in practice;
-        // a gateway that fails every call keeps the messages retrying rather than lost.
-        Err(e) => Arc::new(Unavailable(e.to_string())),
-    }
-}
-
-/// `payment-process` with the simulated gateway.
+/// `payment-process` with the gateway the configuration chooses (`gateway::from_config`).
 pub fn process(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    process_with(ctx, simulated(ctx))
+    match crate::gateway::from_config(&ctx.config) {
+        Ok(gateway) => process_with(ctx, gateway),
+        Err(e) => shared::lambda::misconfigured(PROCESS, e),
+    }
 }
 
 pub fn process_with(
     ctx: &shared::context::Context,
     gateway: Arc<dyn PaymentGateway>,
 ) -> Arc<dyn Function> {
-    Arc::new(RmqFunction(ctx.batch_runner(Process { gateway })))
+    match shared::payment_token::TokenKeys::from_config(&ctx.config) {
+        Ok(keys) => Arc::new(RmqFunction(ctx.batch_runner(Process { gateway, keys }))),
+        Err(e) => shared::lambda::misconfigured(PROCESS, e),
+    }
 }
 
-/// `payment-settle` with the simulated gateway.
+/// `payment-settle` with the gateway the configuration chooses (`gateway::from_config`).
 pub fn settle(ctx: &shared::context::Context) -> Arc<dyn Function> {
-    settle_with(ctx, simulated(ctx))
-}
-
-/// A gateway that cannot be built: every call is an outage.
-struct Unavailable(String);
-
-#[async_trait]
-impl PaymentGateway for Unavailable {
-    async fn authorize(
-        &self,
-        _: AuthorizeRequest<'_>,
-    ) -> Result<crate::gateway::Authorization, AuthorizeError> {
-        Err(AuthorizeError::Unavailable(anyhow::anyhow!(
-            "payment gateway unavailable: {}",
-            self.0
-        )))
-    }
-    async fn capture(&self, _: SettleRequest<'_>) -> anyhow::Result<()> {
-        anyhow::bail!("payment gateway unavailable: {}", self.0)
-    }
-    async fn void(&self, _: SettleRequest<'_>) -> anyhow::Result<()> {
-        anyhow::bail!("payment gateway unavailable: {}", self.0)
+    match crate::gateway::from_config(&ctx.config) {
+        Ok(gateway) => settle_with(ctx, gateway),
+        Err(e) => shared::lambda::misconfigured(SETTLE, e),
     }
 }
 
@@ -81,6 +57,8 @@ pub fn settle_with(
 /// Authorizes the order's total when the order is created.
 pub struct Process {
     pub gateway: Arc<dyn PaymentGateway>,
+    /// Opens the token sealed for this service by order-create.
+    pub keys: shared::payment_token::TokenKeys,
 }
 
 #[async_trait]
@@ -103,20 +81,16 @@ impl MessageHandler for Process {
         let Payload::OrderCreated(order) = env.payload() else {
             return Err(HandleError::unexpected(env));
         };
-        domain::validate_charge(
-            &order.order_id,
-            &order.payment_token,
-            order.total_cents,
-            &order.currency,
-        )
-        .map_err(HandleError::Permanent)?;
+        let token = domain::token_of(order, &self.keys).map_err(HandleError::Permanent)?;
+        domain::validate_charge(&order.order_id, &token, order.total_cents, &order.currency)
+            .map_err(HandleError::Permanent)?;
         let row = PgPayments::lock_or_create(tx, &order.order_id).await?;
         match domain::on_order_created(row.status) {
             ProcessAction::Nothing => {
                 tracing::info!(status = %row.status, "payment already decided or order cancelled; nothing to do");
                 Ok(Applied::nothing())
             }
-            ProcessAction::Authorize => self.authorize(tx, env, order).await,
+            ProcessAction::Authorize => self.authorize(tx, env, order, &token).await,
         }
     }
     /// A whole chunk: every payment locked or created in one statement, the gateway asked
@@ -138,49 +112,47 @@ impl MessageHandler for Process {
             let Payload::OrderCreated(order) = env.payload() else {
                 return Err(HandleError::unexpected(env));
             };
-            domain::validate_charge(
-                &order.order_id,
-                &order.payment_token,
-                order.total_cents,
-                &order.currency,
-            )
-            .map_err(HandleError::Permanent)?;
-            orders.push((*env, order));
+            let token = domain::token_of(order, &self.keys).map_err(HandleError::Permanent)?;
+            domain::validate_charge(&order.order_id, &token, order.total_cents, &order.currency)
+                .map_err(HandleError::Permanent)?;
+            orders.push((*env, order, token));
         }
-        let ids: Vec<&str> = orders.iter().map(|(_, o)| o.order_id.as_str()).collect();
+        let ids: Vec<&str> = orders.iter().map(|(_, o, _)| o.order_id.as_str()).collect();
         let status = PgPayments::lock_or_create_many(tx, &ids).await?;
         // The first event of each order still pending is authorized; any other is a no-op,
         // as it would be one message at a time.
         let mut seen = std::collections::HashSet::new();
-        orders.retain(|(_, o)| {
+        orders.retain(|(_, o, _)| {
             status.get(&o.order_id) == Some(&PaymentStatus::Pending)
                 && seen.insert(o.order_id.as_str())
         });
         let keys: Vec<String> = orders
             .iter()
-            .map(|(env, _)| call_key(CallKind::Authorize, &env.event_id))
+            .map(|(env, _, _)| call_key(CallKind::Authorize, &env.event_id))
             .collect();
-        let answers = futures::future::join_all(orders.iter().zip(&keys).map(|((_, o), key)| {
-            self.gateway.authorize(AuthorizeRequest {
-                idempotency_key: key,
-                order_id: &o.order_id,
-                token: &o.payment_token,
-                amount_cents: o.total_cents,
-                currency: &o.currency,
-            })
-        }))
-        .await;
+        let answers =
+            futures::future::join_all(orders.iter().zip(&keys).map(|((_, o, token), key)| {
+                self.gateway.authorize(AuthorizeRequest {
+                    idempotency_key: key,
+                    order_id: &o.order_id,
+                    token,
+                    amount_cents: o.total_cents,
+                    currency: &o.currency,
+                })
+            }))
+            .await;
         let mut calls = Vec::with_capacity(orders.len());
-        let mut rows = Vec::with_capacity(orders.len());
+        let mut decided = Vec::with_capacity(orders.len());
         let mut out = Vec::with_capacity(orders.len());
-        for (((env, order), key), answer) in orders.iter().zip(&keys).zip(answers) {
-            let (outcome, payment_id, last4, decline_code) = match answer {
-                Ok(auth) => ("approved", Some(auth.payment_id), auth.last4, String::new()),
-                Err(AuthorizeError::Declined(d)) => ("declined", None, String::new(), d.code),
+        for (((env, order, token), key), answer) in orders.iter().zip(&keys).zip(answers) {
+            let (outcome, auth, decline_code) = match answer {
+                Ok(auth) => ("approved", Some(auth), String::new()),
+                Err(AuthorizeError::Declined(d)) => ("declined", None, d.code),
                 Err(AuthorizeError::Unavailable(e)) => {
                     return Err(HandleError::Transient(e.context("payment gateway")));
                 }
             };
+            let payment_id = auth.as_ref().map(|a| a.payment_id);
             calls.push(LedgerEntry {
                 idempotency_key: key,
                 order_id: &order.order_id,
@@ -191,11 +163,10 @@ impl MessageHandler for Process {
                 gateway_ref: payment_id,
                 caused_by: &env.event_id,
             });
-            let approved = payment_id.is_some();
             out.push(Envelope::new(
                 Payload::PaymentProcessed(PaymentProcessed {
                     order_id: order.order_id.clone(),
-                    status: if approved {
+                    status: if auth.is_some() {
                         shared::contracts::PaymentStatus::Success
                     } else {
                         shared::contracts::PaymentStatus::Failed
@@ -204,26 +175,33 @@ impl MessageHandler for Process {
                     amount_cents: order.total_cents,
                     currency: order.currency.clone(),
                     decline_code: decline_code.clone(),
-                    last4: last4.clone(),
+                    last4: auth.as_ref().map(|a| a.last4.clone()).unwrap_or_default(),
                 }),
                 Some(env),
             ));
-            rows.push((order, payment_id, last4, decline_code));
+            // Only the reference is kept: capture, void and refund go by the gateway's id.
+            decided.push((
+                order,
+                auth,
+                shared::payment_token::reference(token),
+                decline_code,
+            ));
         }
-        let rows: Vec<AuthorizationRow<'_>> = rows
+        let rows: Vec<AuthorizationRow<'_>> = decided
             .iter()
-            .map(|(order, payment_id, last4, code)| AuthorizationRow {
+            .map(|(order, auth, token_ref, code)| AuthorizationRow {
                 order_id: &order.order_id,
-                status: if payment_id.is_some() {
+                status: if auth.is_some() {
                     PaymentStatus::Authorized
                 } else {
                     PaymentStatus::Declined
                 },
-                payment_id: *payment_id,
+                payment_id: auth.as_ref().map(|a| a.payment_id),
+                provider_ref: auth.as_ref().map(|a| a.provider_ref.as_str()),
                 amount_cents: order.total_cents,
                 currency: &order.currency,
-                token: &order.payment_token,
-                last4: Some(last4.as_str()).filter(|l| !l.is_empty()),
+                token_ref,
+                last4: auth.as_ref().map(|a| a.last4.as_str()),
                 decline_code: Some(code.as_str()).filter(|c| !c.is_empty()),
             })
             .collect();
@@ -243,12 +221,11 @@ impl Process {
         tx: &mut PgConnection,
         env: &Envelope,
         order: &OrderCreated,
+        token: &str,
     ) -> Result<Applied<()>, HandleError> {
-        let (amount, currency, token) = (
-            order.total_cents,
-            order.currency.as_str(),
-            order.payment_token.as_str(),
-        );
+        let (amount, currency) = (order.total_cents, order.currency.as_str());
+        // Only the reference is kept: capture, void and refund go by the gateway's id.
+        let token_ref = shared::payment_token::reference(token);
         let key = call_key(CallKind::Authorize, &env.event_id);
         let request = AuthorizeRequest {
             idempotency_key: &key,
@@ -276,9 +253,10 @@ impl Process {
                     &order.order_id,
                     PaymentStatus::Authorized,
                     Some(auth.payment_id),
+                    Some(&auth.provider_ref),
                     amount,
                     currency,
-                    token,
+                    &token_ref,
                     Some(&auth.last4),
                     None,
                 )
@@ -304,9 +282,10 @@ impl Process {
                     &order.order_id,
                     PaymentStatus::Declined,
                     None,
+                    None,
                     amount,
                     currency,
-                    token,
+                    &token_ref,
                     None,
                     Some(&decline.code),
                 )
@@ -373,16 +352,22 @@ impl Settle {
         row: &crate::pg::LockedPayment,
     ) -> Result<(), HandleError> {
         let key = call_key(kind, &env.event_id);
+        let provider_ref = row
+            .provider_ref
+            .clone()
+            .unwrap_or_else(|| payment_id.to_string());
         let request = SettleRequest {
             idempotency_key: &key,
             order_id,
             payment_id,
+            provider_ref: &provider_ref,
             amount_cents: row.amount_cents,
             currency: &row.currency,
         };
         match kind {
             CallKind::Void => self.gateway.void(request).await,
-            _ => self.gateway.capture(request).await,
+            CallKind::Refund => self.gateway.refund(request).await,
+            CallKind::Capture | CallKind::Authorize => self.gateway.capture(request).await,
         }
         .map_err(|e| HandleError::Transient(e.context("payment gateway")))?;
         PgPayments::record_call(

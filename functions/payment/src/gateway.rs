@@ -1,5 +1,13 @@
-//! The payment gateway port and a simulated gateway answering like the well-known
-//! providers' test tokens do (`tok_visa` approves, `tok_chargeDeclined` declines, ...).
+//! The payment gateway port, the choice of its adapter, and a simulated gateway answering
+//! like the well-known providers' test tokens do (`tok_visa` approves, `tok_chargeDeclined`
+//! declines, ...). The HTTP adapter for a real provider is `http_gateway`.
+//!
+//! The adapter is chosen explicitly by `PAYMENT_GATEWAY` (`simulated` or `http`). In a test
+//! stage an unset value means the simulator, and off Lambda the stage defaults to `local`,
+//! so `orderflow up`, the demo and the tests need no setting; on Lambda the stage has no
+//! default, so the choice must be said, and the simulator is refused unless
+//! `ORDERFLOW_STAGE` is a test stage: a deploy that forgot to configure the provider fails at
+//! init instead of approving every `tok_visa` for free.
 //!
 //! Every call carries an idempotency key derived from the event that caused it (see
 //! `call_key`), as real providers accept one: a redelivered event repeats the call with the
@@ -12,10 +20,13 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// An approved authorization: the gateway's reference and the card's last four digits.
+/// An approved authorization: our payment id, the provider's own id of it, and the card's
+/// last four digits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
     pub payment_id: Uuid,
+    /// What capture, void and refund name at the provider (a PaymentIntent id, `pi_...`).
+    pub provider_ref: String,
     pub last4: String,
 }
 
@@ -75,17 +86,74 @@ pub struct SettleRequest<'a> {
     pub idempotency_key: &'a str,
     pub order_id: &'a str,
     pub payment_id: Uuid,
+    /// The provider's id of the authorization (`Authorization::provider_ref`).
+    pub provider_ref: &'a str,
     pub amount_cents: i64,
     pub currency: &'a str,
 }
 
-/// What the payment functions need from a gateway. An `Err` from capture or void is an
-/// outage (transient: the message is retried with the same key).
+/// What the payment functions need from a gateway. An `Err` from capture, void or refund
+/// is an outage (transient: the message is retried with the same key).
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     async fn authorize(&self, req: AuthorizeRequest<'_>) -> Result<Authorization, AuthorizeError>;
     async fn capture(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
     async fn void(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
+    /// Gives back `amount_cents` of a captured payment (all or part of it).
+    async fn refund(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
+}
+
+/// Whether `cfg` runs the simulated gateway, whose record (`gateway_sim.calls`) is then the
+/// gateway's side of the books; a real provider keeps its own.
+pub fn uses_simulator(cfg: &shared::Config) -> bool {
+    match cfg.payment_gateway.as_deref() {
+        Some(choice) => choice.trim().eq_ignore_ascii_case("simulated"),
+        None => cfg.is_test_stage(),
+    }
+}
+
+/// The adapter `cfg` asks for (see the module comment), or why it cannot be used.
+pub fn from_config(cfg: &shared::Config) -> Result<std::sync::Arc<dyn PaymentGateway>, String> {
+    let choice = match cfg.payment_gateway.as_deref() {
+        Some(choice) => choice.trim().to_ascii_lowercase(),
+        // Off Lambda the stage defaults to `local`, so `orderflow up` and the tests get the
+        // simulator unasked; on Lambda the stage has no default, so the choice must be said.
+        None if cfg.is_test_stage() => "simulated".into(),
+        None => {
+            return Err(format!(
+                "PAYMENT_GATEWAY must be set in stage {:?}: http (a real provider) or \
+                 simulated (test stages only)",
+                cfg.stage
+            ));
+        }
+    };
+    match choice.as_str() {
+        "simulated" if !cfg.is_test_stage() => Err(format!(
+            "PAYMENT_GATEWAY=simulated approves test tokens without charging anyone, so it runs \
+             only in a test stage (ORDERFLOW_STAGE one of {:?}), and this is stage {:?}: set \
+             PAYMENT_GATEWAY=http with PAYMENT_GATEWAY_URL and PAYMENT_GATEWAY_API_KEY",
+            shared::config::TEST_STAGES,
+            cfg.stage
+        )),
+        "simulated" => SimulatedGateway::new(&cfg.database_url)
+            .map(|g| std::sync::Arc::new(g) as std::sync::Arc<dyn PaymentGateway>)
+            .map_err(|e| format!("the simulated gateway: {e}")),
+        "http" => {
+            let url = cfg
+                .payment_gateway_url
+                .as_deref()
+                .ok_or("PAYMENT_GATEWAY=http needs PAYMENT_GATEWAY_URL")?;
+            let key = cfg
+                .payment_gateway_api_key
+                .as_ref()
+                .ok_or("PAYMENT_GATEWAY=http needs PAYMENT_GATEWAY_API_KEY")?;
+            crate::http_gateway::HttpGateway::new(url, key.expose())
+                .map(|g| std::sync::Arc::new(g) as std::sync::Arc<dyn PaymentGateway>)
+        }
+        other => Err(format!(
+            "PAYMENT_GATEWAY={other:?} is neither simulated nor http"
+        )),
+    }
 }
 
 /// Decides by test token and never declines a capture or void; remembers every call by its
@@ -223,6 +291,7 @@ impl PaymentGateway for SimulatedGateway {
         match (outcome.as_str(), payment_id) {
             ("approved", Some(payment_id)) => Ok(Authorization {
                 payment_id,
+                provider_ref: payment_id.to_string(),
                 last4: last4.unwrap_or_default(),
             }),
             _ => Err(AuthorizeError::Declined(Decline {
@@ -237,6 +306,10 @@ impl PaymentGateway for SimulatedGateway {
 
     async fn void(&self, req: SettleRequest<'_>) -> anyhow::Result<()> {
         self.settle(CallKind::Void, req).await
+    }
+
+    async fn refund(&self, req: SettleRequest<'_>) -> anyhow::Result<()> {
+        self.settle(CallKind::Refund, req).await
     }
 }
 
@@ -260,6 +333,75 @@ mod tests {
         for (token, expected) in table {
             assert_eq!(SimulatedGateway::decide(token), expected, "{token}");
         }
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> shared::Config {
+        shared::Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .expect("config")
+    }
+
+    fn chosen(pairs: &[(&str, &str)]) -> Result<(), String> {
+        from_config(&config(pairs)).map(|_| ())
+    }
+
+    // A tokio test: the simulator's lazy pool starts its maintenance task on the runtime.
+    #[tokio::test]
+    async fn the_simulator_is_the_local_default_and_refused_outside_test_stages() {
+        assert_eq!(chosen(&[]), Ok(()), "orderflow up and the tests");
+        assert_eq!(
+            chosen(&[
+                ("ORDERFLOW_STAGE", "test"),
+                ("PAYMENT_GATEWAY", "simulated")
+            ]),
+            Ok(())
+        );
+        let err = chosen(&[
+            ("ORDERFLOW_STAGE", "prod"),
+            ("PAYMENT_GATEWAY", "simulated"),
+        ])
+        .expect_err("production");
+        assert!(
+            err.contains("test stage") && err.contains("\"prod\""),
+            "{err}"
+        );
+        let err = chosen(&[("AWS_LAMBDA_FUNCTION_NAME", "f")]).expect_err("unset on Lambda");
+        assert!(err.contains("PAYMENT_GATEWAY must be set"), "{err}");
+        let err = chosen(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ("PAYMENT_GATEWAY", "simulated"),
+        ])
+        .expect_err("a Lambda without a stage is production");
+        assert!(err.contains("test stage"), "{err}");
+        assert!(super::uses_simulator(&config(&[])));
+        assert!(!super::uses_simulator(&config(&[(
+            "PAYMENT_GATEWAY",
+            "http"
+        )])));
+    }
+
+    #[test]
+    fn the_http_gateway_needs_an_https_url_and_a_key_and_never_echoes_the_key() {
+        let http = |url: &'static str, key: &'static str| {
+            chosen(&[
+                ("ORDERFLOW_STAGE", "prod"),
+                ("PAYMENT_GATEWAY", "http"),
+                ("PAYMENT_GATEWAY_URL", url),
+                ("PAYMENT_GATEWAY_API_KEY", key),
+            ])
+        };
+        assert_eq!(http("https://api.provider.example", "sk_live_x"), Ok(()));
+        let err = http("http://api.provider.example", "sk_live_secret").expect_err("plain http");
+        assert!(
+            err.contains("https") && !err.contains("sk_live_secret"),
+            "{err}"
+        );
+        assert!(chosen(&[("PAYMENT_GATEWAY", "http")]).is_err());
+        assert!(chosen(&[("PAYMENT_GATEWAY", "stripe")]).is_err());
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! when the order is confirmed and voids it when the order is cancelled, through the
 //! `PaymentGateway` port (a simulated gateway with provider-style test tokens).
 //!
-//! Modules: `domain` (pure decisions), `gateway` (the port and its simulation), `pg`
-//! (the `PgPayments` adapter), `functions` (the Lambda functions' constructors).
+//! Modules: `domain` (pure decisions), `gateway` (the port, its selection and its
+//! simulation), `http_gateway` (the adapter for a real provider), `pg` (the `PgPayments`
+//! adapter), `functions` (the Lambda functions' constructors).
 
 pub mod domain;
 pub mod functions;
 pub mod gateway;
+pub mod http_gateway;
 pub mod pg;
 
 pub use gateway::GatewayCall;

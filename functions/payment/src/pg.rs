@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub struct LockedPayment {
     pub status: PaymentStatus,
     pub payment_id: Option<Uuid>,
+    /// The provider's id of the authorization (see `gateway::Authorization`).
+    pub provider_ref: Option<String>,
     pub amount_cents: i64,
     pub currency: String,
 }
@@ -42,9 +44,12 @@ pub struct AuthorizationRow<'a> {
     pub order_id: &'a str,
     pub status: PaymentStatus,
     pub payment_id: Option<Uuid>,
+    /// What capture, void and refund name at the provider.
+    pub provider_ref: Option<&'a str>,
     pub amount_cents: i64,
     pub currency: &'a str,
-    pub token: &'a str,
+    /// The token's reference (`tok_...visa`), never the token.
+    pub token_ref: &'a str,
     pub last4: Option<&'a str>,
     pub decline_code: Option<&'a str>,
 }
@@ -70,15 +75,16 @@ impl PgPayments {
     ) -> anyhow::Result<LockedPayment> {
         // One round trip: the no-op update on conflict locks the existing row (as FOR UPDATE
         // would) and returns it; a new row comes back as `pending`.
-        let (status, payment_id, amount_cents, currency): (
+        let (status, payment_id, amount_cents, currency, provider_ref): (
             String,
             Option<Uuid>,
             Option<i64>,
             Option<String>,
+            Option<String>,
         ) = sqlx::query_as(
             "INSERT INTO payments.payments (order_id, status) VALUES ($1, 'pending')
              ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
-             RETURNING status, payment_id, amount_cents, currency",
+             RETURNING status, payment_id, amount_cents, currency, provider_ref",
         )
         .bind(order_id)
         .fetch_one(&mut *conn)
@@ -89,6 +95,7 @@ impl PgPayments {
         Ok(LockedPayment {
             status,
             payment_id,
+            provider_ref,
             amount_cents: amount_cents.unwrap_or(0),
             currency: currency.unwrap_or_default(),
         })
@@ -100,16 +107,17 @@ impl PgPayments {
         order_id: &str,
         status: PaymentStatus,
         payment_id: Option<Uuid>,
+        provider_ref: Option<&str>,
         amount_cents: i64,
         currency: &str,
-        token: &str,
+        token_ref: &str,
         last4: Option<&str>,
         decline_code: Option<&str>,
     ) -> sqlx::Result<()> {
         sqlx::query(
             "UPDATE payments.payments
-             SET status = $2, payment_id = $3, amount_cents = $4, currency = $5, token = $6,
-                 last4 = $7, decline_code = $8, updated_at = now()
+             SET status = $2, payment_id = $3, amount_cents = $4, currency = $5, token_ref = $6,
+                 last4 = $7, decline_code = $8, provider_ref = $9, updated_at = now()
              WHERE order_id = $1",
         )
         .bind(order_id)
@@ -117,9 +125,10 @@ impl PgPayments {
         .bind(payment_id)
         .bind(amount_cents)
         .bind(currency)
-        .bind(token)
+        .bind(token_ref)
         .bind(last4)
         .bind(decline_code)
+        .bind(provider_ref)
         .execute(conn)
         .await?;
         Ok(())
@@ -181,11 +190,13 @@ impl PgPayments {
             sqlx::query(
                 "UPDATE payments.payments AS p
                  SET status = u.status, payment_id = u.payment_id, amount_cents = u.amount,
-                     currency = u.currency, token = u.token, last4 = u.last4,
-                     decline_code = u.decline_code, updated_at = now()
+                     currency = u.currency, token_ref = u.token_ref, last4 = u.last4,
+                     decline_code = u.decline_code, provider_ref = u.provider_ref,
+                     updated_at = now()
                  FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::bigint[], $5::text[],
-                             $6::text[], $7::text[], $8::text[])
-                      AS u(order_id, status, payment_id, amount, currency, token, last4, decline_code)
+                             $6::text[], $7::text[], $8::text[], $9::text[])
+                      AS u(order_id, status, payment_id, amount, currency, token_ref, last4,
+                           decline_code, provider_ref)
                  WHERE p.order_id = u.order_id",
             )
             .bind(rows.iter().map(|r| r.order_id).collect::<Vec<_>>())
@@ -193,9 +204,10 @@ impl PgPayments {
             .bind(rows.iter().map(|r| r.payment_id).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.amount_cents).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.currency).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.token).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.token_ref).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.last4).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.decline_code).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.provider_ref).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }

@@ -58,7 +58,7 @@ impl Harness {
 
     async fn stored(&self, order_id: &str) -> (Option<String>, Option<String>, Option<String>) {
         sqlx::query_as(
-            "SELECT token, last4, decline_code FROM payments.payments WHERE order_id = $1",
+            "SELECT token_ref, last4, decline_code FROM payments.payments WHERE order_id = $1",
         )
         .bind(order_id)
         .fetch_one(&self.env.ctx.pool)
@@ -91,7 +91,10 @@ fn created(order_id: &str, token: &str, total: i64) -> Envelope {
             }],
             total_cents: total,
             currency: "EUR".into(),
-            payment_token: token.into(),
+            payment_token_sealed: shared::payment_token::TokenKeys::development()
+                .seal(order_id, token),
+            payment_ref: shared::payment_token::reference(token),
+            ..Default::default()
         }),
         None,
     )
@@ -148,8 +151,62 @@ async fn a_visa_token_is_authorized_and_reported_as_success() {
     let (token, last4, code) = h.stored("o1").await;
     assert_eq!(
         (token.as_deref(), last4.as_deref(), code),
-        (Some("tok_visa"), Some("4242"), None)
+        (Some("tok_...visa"), Some("4242"), None),
+        "only the token's reference is kept"
     );
+}
+
+/// `created` with the token's seal replaced by `edit`.
+fn with_seal(env: Envelope, edit: impl FnOnce(&mut OrderCreated)) -> Envelope {
+    let mut env = env;
+    if let Some(Payload::OrderCreated(order)) = env.payload.as_mut() {
+        edit(order);
+    }
+    env
+}
+
+#[tokio::test]
+async fn a_token_sealed_for_another_order_or_altered_is_parked_and_the_parked_copy_shows_only_the_reference()
+ {
+    let h = Harness::new().await;
+    let keys = shared::payment_token::TokenKeys::development();
+    let moved = with_seal(created("o1", "tok_visa", 100), |o| {
+        o.payment_token_sealed = keys.seal("o-other", "tok_visa");
+    });
+    let altered = with_seal(created("o2", "tok_visa", 100), |o| {
+        o.payment_token_sealed.pop();
+        o.payment_token_sealed.push('x');
+    });
+    let report = h.process(&[moved, altered]).await;
+    assert_eq!(report.parked.len(), 2, "{report:?}");
+    assert!(h.processed().is_empty(), "no authorization");
+    assert!(
+        gateway_calls(&h).await.is_empty(),
+        "the gateway was never asked"
+    );
+    for parked in h.env.parked() {
+        let body = String::from_utf8_lossy(&parked.body);
+        assert!(
+            !body.contains("tok_visa"),
+            "a parked copy carries the token"
+        );
+        assert!(body.contains("tok_...visa"), "a parked copy names the card");
+        let reason = format!("{:?}", parked.header(shared::topology::parked::REASON));
+        assert!(!reason.contains("tok_visa"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn an_order_created_published_before_tokens_were_sealed_is_still_authorized() {
+    let h = Harness::new().await;
+    let legacy = with_seal(created("o1", "tok_visa", 100), |o| {
+        o.payment_token_sealed.clear();
+        o.payment_token = "tok_visa".into();
+    });
+    let report = h.process(&[legacy]).await;
+    assert_eq!(report.processed, 1, "{report:?}");
+    assert_eq!(h.processed()[0].status, PaymentStatus::Success as i32);
+    assert_eq!(h.stored("o1").await.0.as_deref(), Some("tok_...visa"));
 }
 
 #[tokio::test]
@@ -398,6 +455,9 @@ impl payment::gateway::PaymentGateway for LosesFirstAnswer {
     async fn void(&self, req: payment::gateway::SettleRequest<'_>) -> anyhow::Result<()> {
         self.inner.void(req).await
     }
+    async fn refund(&self, req: payment::gateway::SettleRequest<'_>) -> anyhow::Result<()> {
+        self.inner.refund(req).await
+    }
 }
 
 async fn gateway_calls(h: &Harness) -> Vec<payment::GatewayCall> {
@@ -535,4 +595,39 @@ async fn one_chunk_authorizes_as_its_messages_would_one_by_one() {
         "one call per authorized or declined order, none for the tombstone"
     );
     assert_eq!(gateway_calls(&h).await.len(), 3);
+}
+
+#[tokio::test]
+async fn the_simulator_records_a_refund_like_a_capture_and_answers_a_repeated_key_once() {
+    let h = Harness::new().await;
+    let gateway =
+        payment::gateway::SimulatedGateway::new(&h.env.ctx.config.database_url).expect("gateway");
+    let payment_id = uuid::Uuid::now_v7();
+    let request = payment::gateway::SettleRequest {
+        idempotency_key: "refund:ev-1",
+        order_id: "o-ref",
+        payment_id,
+        provider_ref: "unused by the simulator",
+        amount_cents: 300,
+        currency: "EUR",
+    };
+    use payment::gateway::PaymentGateway as _;
+    gateway.refund(request).await.expect("refund");
+    gateway
+        .refund(request)
+        .await
+        .expect("the same refund again");
+    let calls = gateway_calls(&h).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(
+        (
+            c.kind.as_str(),
+            c.outcome.as_str(),
+            c.amount_cents,
+            c.payment_id,
+            c.calls
+        ),
+        ("refund", "succeeded", 300, Some(payment_id), 2)
+    );
 }

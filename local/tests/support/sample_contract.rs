@@ -53,6 +53,17 @@ fn message_violations(m: &shared::rmq::RmqMessage, routing_keys: &[String]) -> V
         Err(e) => return vec![format!("the body is not a {content_type} envelope: {e}")],
     };
     let mut violations = Vec::new();
+    // Tokens travel sealed for the payment service (shared::payment_token): a sample that
+    // still shows one in the clear teaches the old contract.
+    if let shared::contracts::Payload::OrderCreated(order) = env.payload()
+        && !order.payment_token.is_empty()
+    {
+        violations.push(
+            "order.created carries a payment token in the clear (paymentToken): seal it \
+             (paymentTokenSealed) and show only paymentRef"
+                .into(),
+        );
+    }
     // Decoding tolerates drift (unknown fields are skipped, missing ones default): only
     // writing the envelope back shows it.
     match encoding {

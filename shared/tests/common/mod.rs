@@ -64,7 +64,10 @@ pub fn created(order_id: &str, email: &str) -> Envelope {
             }],
             total_cents: 1000,
             currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
+            payment_token_sealed: shared::payment_token::TokenKeys::development()
+                .seal(order_id, "tok_visa"),
+            payment_ref: shared::payment_token::reference("tok_visa"),
+            ..Default::default()
         }),
         None,
     )

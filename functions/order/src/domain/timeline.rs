@@ -69,6 +69,13 @@ pub fn detail(payload: &Payload) -> String {
         format!("{}.{:02} {currency}", cents / 100, (cents % 100).abs())
     };
     match payload {
+        // The card by its reference only (`tok_...visa`): never the token, sealed or not.
+        Payload::OrderCreated(e) if !e.payment_ref.is_empty() => format!(
+            "{}, total {}, card {}",
+            lines(&e.items),
+            money(e.total_cents, &e.currency),
+            e.payment_ref
+        ),
         Payload::OrderCreated(e) => format!(
             "{}, total {}",
             lines(&e.items),
@@ -146,6 +153,15 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(detail(&created), "1 line(s), 2 unit(s), total 39.98 EUR");
+        let Payload::OrderCreated(mut sealed) = created else {
+            unreachable!()
+        };
+        sealed.payment_token_sealed = "v1.00000000.c2VhbGVk".into();
+        sealed.payment_ref = "tok_...visa".into();
+        assert_eq!(
+            detail(&Payload::OrderCreated(sealed)),
+            "1 line(s), 2 unit(s), total 39.98 EUR, card tok_...visa"
+        );
     }
 
     #[derive(Debug, Clone, PartialEq)]

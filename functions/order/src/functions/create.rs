@@ -1,6 +1,8 @@
 //! `order-create` (HTTP `POST /orders`): validates and prices the order, then writes it,
 //! its idempotency record and `order.created` in one transaction, and publishes after commit.
 //! A W3C `traceparent` request header makes the order's trace a child of the caller's.
+//! The payment token leaves here sealed for the payment service (`shared::payment_token`);
+//! the order keeps only its reference.
 
 use crate::admission::{AdmissionControl, Decision};
 use crate::domain::pricing::{self, PricedOrder, PricingError};
@@ -10,6 +12,7 @@ use crate::pg::{catalog, orders};
 use shared::context::Context;
 use shared::contracts::{OrderCreated, OrderLine, Payload};
 use shared::http::{ApiError, Request, Response, authenticate, header, json_body, json_response};
+use shared::payment_token::{self, TokenKeys};
 use shared::ratelimit::{Rule, WhenRedisDown, enforce};
 use shared::session::Session;
 use shared::{Envelope, Function};
@@ -22,9 +25,14 @@ pub const ROUTE: &str = "POST /orders";
 struct CreateOrder {
     ctx: Context,
     admission: AdmissionControl,
+    keys: TokenKeys,
 }
 
 pub fn create(ctx: &Context) -> Arc<dyn Function> {
+    let keys = match TokenKeys::from_config(&ctx.config) {
+        Ok(keys) => keys,
+        Err(e) => return shared::lambda::misconfigured("order-create", e),
+    };
     let admission = AdmissionControl::new(
         ctx.pool.clone(),
         ctx.config.admission,
@@ -33,6 +41,7 @@ pub fn create(ctx: &Context) -> Arc<dyn Function> {
     let state = Arc::new(CreateOrder {
         ctx: ctx.clone(),
         admission,
+        keys,
     });
     Arc::new(shared::lambda::HttpFunction(move |req| {
         let s = state.clone();
@@ -109,6 +118,7 @@ impl CreateOrder {
         let priced = pricing::price(&order, &prices).map_err(pricing_error)?;
         let order_id = Uuid::now_v7();
         let created = order_created(
+            &self.keys,
             order_id,
             &session,
             &order,
@@ -173,12 +183,13 @@ impl CreateOrder {
                 })?;
             return replay(stored, request_hash);
         }
+        let payment_ref = payment_token::reference(order.payment_token.as_str());
         let new = orders::NewOrder {
             order_id,
             user_id: session.user_id,
             customer_email: &session.email,
             priced,
-            payment_token: order.payment_token.as_str(),
+            payment_ref: &payment_ref,
             pending_timeout: self.ctx.config.pending_timeout,
             traceparent: &traceparent,
         };
@@ -192,6 +203,7 @@ impl CreateOrder {
 }
 
 fn order_created(
+    keys: &TokenKeys,
     order_id: Uuid,
     session: &Session,
     order: &ValidOrder,
@@ -214,7 +226,10 @@ fn order_created(
                 .collect(),
             total_cents: priced.total_cents,
             currency: priced.currency.clone(),
-            payment_token: order.payment_token.as_str().to_string(),
+            // Sealed for payment-process; every other reader gets the reference only.
+            payment_token: String::new(),
+            payment_token_sealed: keys.seal(&order_id.to_string(), order.payment_token.as_str()),
+            payment_ref: payment_token::reference(order.payment_token.as_str()),
         }),
         None,
     );

@@ -13,7 +13,8 @@ pub struct NewOrder<'a> {
     pub user_id: Uuid,
     pub customer_email: &'a str,
     pub priced: &'a PricedOrder,
-    pub payment_token: &'a str,
+    /// The payment token's reference (`tok_...visa`); the token itself is never stored.
+    pub payment_ref: &'a str,
     /// How long it may stay PENDING before the expiry schedule cancels it.
     pub pending_timeout: Duration,
     /// The trace of its `order.created`, continued by every later event of the order.
@@ -23,7 +24,7 @@ pub struct NewOrder<'a> {
 pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO orders.orders
-             (order_id, user_id, customer_email, status, total_cents, currency, payment_token, deadline_at, traceparent)
+             (order_id, user_id, customer_email, status, total_cents, currency, payment_ref, deadline_at, traceparent)
          VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, now() + make_interval(secs => $7), $8)",
     )
     .bind(order.order_id)
@@ -31,7 +32,7 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
     .bind(order.customer_email)
     .bind(order.priced.total_cents)
     .bind(&order.priced.currency)
-    .bind(order.payment_token)
+    .bind(order.payment_ref)
     .bind(order.pending_timeout.as_secs_f64())
     .bind(order.traceparent)
     .execute(&mut *conn)
