@@ -153,6 +153,15 @@ impl MessageHandler for Process {
                 }
             };
             let payment_id = auth.as_ref().map(|a| a.payment_id);
+            // The same lines as one message at a time, so logs read the same either way.
+            match payment_id {
+                Some(payment_id) => {
+                    tracing::info!(order_id = %order.order_id, %payment_id, "payment authorized")
+                }
+                None => {
+                    tracing::info!(order_id = %order.order_id, %decline_code, "payment declined")
+                }
+            }
             calls.push(LedgerEntry {
                 idempotency_key: key,
                 order_id: &order.order_id,
