@@ -298,6 +298,30 @@ pub async fn outbox_for_order(
         .collect())
 }
 
+/// Locks (creating as `pending` where absent) the per-order rows of `table`, keyed by
+/// `order_id` with a `status` column, for a chunk of orders in one statement, and returns
+/// each row's status. Rows are locked in order-id order, so concurrent chunks cannot
+/// deadlock on each other; the no-op update on conflict locks an existing row as
+/// `FOR UPDATE` would. `table` is a compile-time name of the caller's schema, never input.
+pub async fn lock_or_create_statuses(
+    conn: &mut PgConnection,
+    table: &'static str,
+    order_ids: &[&str],
+) -> sqlx::Result<Vec<(String, String)>> {
+    let mut ids: Vec<&str> = order_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    sqlx::query_as(AssertSqlSafe(format!(
+        "INSERT INTO {table} (order_id, status)
+         SELECT id, 'pending' FROM UNNEST($1::text[]) AS u(id) ORDER BY id
+         ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
+         RETURNING order_id, status"
+    )))
+    .bind(&ids)
+    .fetch_all(conn)
+    .await
+}
+
 /// Writes outgoing events to the outbox in the caller's transaction.
 pub async fn outbox_insert(
     conn: &mut PgConnection,

@@ -220,18 +220,8 @@ impl PgStock {
         conn: &mut PgConnection,
         order_ids: &[&str],
     ) -> anyhow::Result<HashMap<String, ReservationStatus>> {
-        let mut ids: Vec<&str> = order_ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "INSERT INTO inventory.reservations (order_id, status)
-             SELECT id, 'pending' FROM UNNEST($1::text[]) AS u(id) ORDER BY id
-             ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
-             RETURNING order_id, status",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows =
+            shared::db::lock_or_create_statuses(conn, "inventory.reservations", order_ids).await?;
         rows.into_iter()
             .map(|(id, status)| {
                 let parsed = ReservationStatus::parse(&status).ok_or_else(|| {

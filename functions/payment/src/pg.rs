@@ -139,18 +139,8 @@ impl PgPayments {
         conn: &mut PgConnection,
         order_ids: &[&str],
     ) -> anyhow::Result<std::collections::HashMap<String, PaymentStatus>> {
-        let mut ids: Vec<&str> = order_ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "INSERT INTO payments.payments (order_id, status)
-             SELECT id, 'pending' FROM UNNEST($1::text[]) AS u(id) ORDER BY id
-             ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
-             RETURNING order_id, status",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows =
+            shared::db::lock_or_create_statuses(conn, "payments.payments", order_ids).await?;
         rows.into_iter()
             .map(|(id, status)| {
                 let parsed = PaymentStatus::parse(&status).ok_or_else(|| {
