@@ -83,6 +83,9 @@ t=$SECONDS
 ID=$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DB="of_cp_$ID"
 export ORDERFLOW_PREFIX="cp$ID."
+# The functions run as on Lambda (AWS_LAMBDA_FUNCTION_NAME is set by the emulator), where an
+# unset stage counts as production and refuses the simulated gateway: this is a test stage.
+export ORDERFLOW_STAGE=local
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
@@ -142,8 +145,15 @@ say "cargo lambda watch serves $INVOKE_URL"
 # One sample per service: HTTP events answer with a statusCode, queue events with the batch
 # report (what AWS would see), counting every message of the file as done.
 invoke() { # function, file, jq check
-  local fn=$1 file=$2 check=$3 answer
-  answer=$(cargo lambda invoke "$fn" --data-file "$file" --invoke-address ::1 \
+  local fn=$1 file=$2 check=$3 answer event
+  event="$LOGS/event-$fn.json"
+  # A queue sample names its queue unprefixed; on this run's prefix the broker's queue (what
+  # AWS would put in the event, and where a parked message's dead-letter binding points) is
+  # "$ORDERFLOW_PREFIX<queue>": publishes are mandatory, so a park to a binding that does
+  # not exist would fail the batch.
+  jq 'if .rmqMessagesByQueue then .rmqMessagesByQueue |= with_entries(.key = env.ORDERFLOW_PREFIX + .key) else . end' \
+    "$file" >"$event"
+  answer=$(cargo lambda invoke "$fn" --data-file "$event" --invoke-address ::1 \
     --invoke-port "$WATCH_PORT" --output-format json 2>"$LOGS/invoke-$fn.log") \
     || fail "cargo lambda invoke $fn: $(cat "$LOGS/invoke-$fn.log")"
   echo "$answer" | jq -e "$check" >/dev/null || fail "$fn answered $answer"
