@@ -28,6 +28,21 @@ impl SendHandler {
     }
 }
 
+impl SendHandler {
+    /// The `notification.sent` event of a new notification, caused by `cause`.
+    fn sent(&self, created: &Outgoing, kind: domain::Kind, cause: &Envelope) -> Envelope {
+        Envelope::new(
+            Payload::NotificationSent(NotificationSent {
+                order_id: created.order_id.clone(),
+                kind: kind.proto() as i32,
+                channel: self.channel.name().to_string(),
+                notification_id: created.notification_id.to_string(),
+            }),
+            Some(cause),
+        )
+    }
+}
+
 #[async_trait]
 impl MessageHandler for SendHandler {
     type Effect = Outgoing;
@@ -38,6 +53,40 @@ impl MessageHandler for SendHandler {
 
     fn schema(&self) -> &'static str {
         SCHEMA
+    }
+
+    fn applies_in_bulk(&self) -> bool {
+        true
+    }
+
+    /// A chunk's notifications in one insert. An event that cannot become a notification
+    /// refuses the whole chunk, which the runner then applies message by message, parking
+    /// that event alone.
+    async fn apply_chunk(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&Envelope],
+    ) -> Result<Applied<Outgoing>, HandleError> {
+        let drafts = events
+            .iter()
+            .map(|env| domain::draft(env.payload()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HandleError::permanent(e.to_string()))?;
+        let refs: Vec<&domain::Draft> = drafts.iter().collect();
+        let created = pg::insert_many(tx, &refs, self.channel.name()).await?;
+        let mut applied = Applied::nothing();
+        let mut made = vec![false; drafts.len()];
+        for (i, outgoing) in created {
+            made[i] = true;
+            applied
+                .events
+                .push(self.sent(&outgoing, drafts[i].kind, events[i]));
+            applied.effects.push(outgoing);
+        }
+        for (draft, _) in drafts.iter().zip(&made).filter(|(_, made)| !**made) {
+            tracing::info!(order_id = %draft.order_id, kind = draft.kind.as_str(), "notification already exists");
+        }
+        Ok(applied)
     }
 
     async fn apply(
@@ -52,15 +101,7 @@ impl MessageHandler for SendHandler {
             tracing::info!(order_id = %draft.order_id, kind = draft.kind.as_str(), "notification already exists");
             return Ok(Applied::nothing());
         };
-        let sent = Envelope::new(
-            Payload::NotificationSent(NotificationSent {
-                order_id: created.order_id.clone(),
-                kind: draft.kind.proto() as i32,
-                channel: self.channel.name().to_string(),
-                notification_id: created.notification_id.to_string(),
-            }),
-            Some(env),
-        );
+        let sent = self.sent(&created, draft.kind, env);
         Ok(Applied::events(vec![sent]).with_effect(created))
     }
 

@@ -39,6 +39,63 @@ pub async fn insert(
     }))
 }
 
+/// `insert` for many drafts in one statement (the set-based path): the drafts that made a
+/// new notification, each with its position in `drafts`. A draft whose order already has a
+/// notification of its kind (from an earlier chunk, or earlier in this one) makes none, as
+/// one by one; `ON CONFLICT DO NOTHING` also skips a repeat within the statement, keeping
+/// the first.
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    drafts: &[&Draft],
+    channel: &str,
+) -> sqlx::Result<Vec<(usize, Outgoing)>> {
+    if drafts.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<Uuid> = drafts.iter().map(|_| Uuid::now_v7()).collect();
+    let column = |f: fn(&Draft) -> &str| -> Vec<&str> { drafts.iter().map(|d| f(d)).collect() };
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO notifications.notifications
+             (notification_id, order_id, kind, user_id, recipient, channel, subject, body, status, attempts)
+         SELECT d.id, d.order_id, d.kind, d.user_id, d.recipient, $6, d.subject, d.body, 'pending', 0
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[])
+              WITH ORDINALITY AS d(id, order_id, kind, user_id, recipient, subject, body, n)
+         ORDER BY d.n
+         ON CONFLICT (order_id, kind) DO NOTHING
+         RETURNING notification_id",
+    )
+    .bind(&ids)
+    .bind(column(|d| &d.order_id))
+    .bind(column(|d| d.kind.as_str()))
+    .bind(column(|d| &d.user_id))
+    .bind(column(|d| &d.recipient))
+    .bind(channel)
+    .bind(column(|d| &d.subject))
+    .bind(column(|d| &d.body))
+    .fetch_all(conn)
+    .await?;
+    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    Ok(ids
+        .iter()
+        .zip(drafts)
+        .enumerate()
+        .filter(|(_, (id, _))| inserted.contains(id))
+        .map(|(i, (id, d))| {
+            (
+                i,
+                Outgoing {
+                    notification_id: *id,
+                    order_id: d.order_id.clone(),
+                    kind: d.kind.as_str().to_string(),
+                    recipient: d.recipient.clone(),
+                    subject: d.subject.clone(),
+                    body: d.body.clone(),
+                },
+            )
+        })
+        .collect())
+}
+
 /// Records delivered notifications with their attempt counts, in one statement.
 pub async fn mark_delivered(pool: &PgPool, outcomes: &[(Uuid, i32)]) -> sqlx::Result<()> {
     mark(

@@ -270,6 +270,100 @@ async fn an_order_event_without_a_recipient_is_parked() {
     assert_eq!(env.parked().len(), 1);
 }
 
+#[tokio::test]
+async fn one_chunk_notifies_as_its_messages_would_one_by_one() {
+    let env = env().await;
+    let f = notification::functions::send(&env.ctx);
+    // An earlier chunk already notified ord-2's receipt.
+    deliver(&env, &f, &[created("ord-2")]).await;
+    let chunk = [
+        created("ord-1"),
+        confirmed("ord-1"),
+        // A re-publish with a new id, in the same chunk: no second notification.
+        confirmed("ord-1"),
+        // Already notified by the earlier chunk.
+        created("ord-2"),
+        cancelled("ord-3", CancelReason::OutOfStock),
+    ];
+    let report = deliver(&env, &f, &chunk).await;
+    assert_eq!(report["processed"], 5, "{report}");
+    assert_eq!(report["published"], 3, "{report}");
+    assert!(
+        report["parked"].as_array().is_some_and(Vec::is_empty),
+        "{report}"
+    );
+
+    let rows = rows(&env).await;
+    let mut kinds: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.order_id.as_str(), r.kind.as_str()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            ("ord-1", "order_confirmed"),
+            ("ord-1", "order_received"),
+            ("ord-2", "order_received"),
+            ("ord-3", "order_cancelled"),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.status == "delivered"), "{rows:?}");
+    // One notification.sent per new notification, each naming its row and caused by the
+    // first event that asked for it.
+    let published = env.published();
+    let sent_now: Vec<&Envelope> = published
+        .iter()
+        .filter(|e| chunk.iter().any(|c| c.event_id == e.causation_id))
+        .collect();
+    let causes: Vec<&str> = sent_now.iter().map(|e| e.causation_id.as_str()).collect();
+    assert_eq!(
+        causes,
+        vec![
+            chunk[0].event_id.as_str(),
+            chunk[1].event_id.as_str(),
+            chunk[4].event_id.as_str()
+        ]
+    );
+    for e in sent_now {
+        let Some(Payload::NotificationSent(s)) = &e.payload else {
+            panic!("not a notification.sent: {e:?}");
+        };
+        assert!(
+            rows.iter()
+                .any(|r| r.notification_id.to_string() == s.notification_id
+                    && r.order_id == s.order_id),
+            "{s:?} names a row"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_event_in_a_chunk_is_parked_alone_and_the_rest_notified() {
+    let env = env().await;
+    let f = notification::functions::send(&env.ctx);
+    let stray = Envelope::new(
+        Payload::StockReserved(StockReserved {
+            order_id: "ord-9".into(),
+            items: vec![],
+        }),
+        None,
+    );
+    let report = deliver(&env, &f, &[created("ord-1"), stray, confirmed("ord-2")]).await;
+    assert_eq!(report["processed"], 2, "{report}");
+    assert_eq!(
+        report["parked"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(
+        report["parked"][0]["reason"], "unexpected event type stock.reserved",
+        "{report}"
+    );
+    assert_eq!(rows(&env).await.len(), 2);
+    assert_eq!(sent(&env).len(), 2);
+}
+
 /// One request as the test webhook saw it.
 #[derive(Debug, Clone)]
 struct Seen {
