@@ -225,7 +225,14 @@ async fn place_one(
                     }
                 }
             }
-            Ok(r) if r.status().is_server_error() => r.status().as_u16().to_string(),
+            Ok(r) if r.status().is_server_error() => {
+                // A refusal by admission control says when to come back: a client that
+                // came back sooner would only be refused again.
+                if let Some(after) = retry_after(&r) {
+                    delay = delay.max(after);
+                }
+                r.status().as_u16().to_string()
+            }
             Ok(r) => {
                 record.retry_secs = attempt.as_secs_f64();
                 record.error = Some(r.status().as_u16().to_string());
@@ -242,6 +249,20 @@ async fn place_one(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
     }
+}
+
+/// The `Retry-After` of an answer, in whole seconds (the only form the front door sends),
+/// capped so that one odd header cannot stall an order for the rest of the run.
+fn retry_after(r: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = r
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(30)))
 }
 
 /// Asks the run's database which accepted orders are final, one query per poll.

@@ -113,7 +113,11 @@ pub async fn measure(
         .iter()
         .filter(|r| r.final_seen.is_some())
         .count() as u64;
-    let violations = match setup.flavor {
+    let outcomes = match setup.flavor {
+        Flavor::Flow => probe::outcomes(&ctx.pool).await?,
+        Flavor::Baseline => Default::default(),
+    };
+    let mut violations: Vec<String> = match setup.flavor {
         Flavor::Flow => crate::verify::run(&ctx, &setup.queues, &crate::verify::Expect::default())
             .await?
             .iter()
@@ -135,6 +139,7 @@ pub async fn measure(
             )
         }
     };
+    violations.extend(stats::expired_violation(&outcomes));
     ctx.pool.close().await;
 
     let (broker_work, sources) = match (broker_before, broker_after) {
@@ -257,6 +262,7 @@ pub async fn measure(
             high_water_mark_bytes: memory_end.1,
         },
         violations,
+        outcomes,
         config,
         ..Default::default()
     };

@@ -140,6 +140,20 @@ pub async fn server_latencies(pool: &PgPool, table: &str) -> anyhow::Result<Vec<
     .await?)
 }
 
+/// How the run's orders ended, by status and reason (`CONFIRMED`, `CANCELLED out_of_stock`,
+/// `PENDING`...): the flow's own table only, the baseline decides nothing.
+pub async fn outcomes(pool: &PgPool) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status || coalesce(' ' || reason, ''), count(*) FROM orders.orders GROUP BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))
+        .collect())
+}
+
 /// Unpublished outbox rows of every service.
 pub async fn unpublished(pool: &PgPool) -> anyhow::Result<i64> {
     let mut n = 0;

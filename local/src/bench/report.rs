@@ -85,6 +85,11 @@ pub struct Report {
     pub cpu_ms_per_order_total: f64,
     pub memory: Memory,
     pub violations: Vec<String>,
+    /// How the orders ended, by status and reason (flow runs only). Under overload the
+    /// front door refuses (503) rather than let accepted orders expire: an `expired` here
+    /// fails the run.
+    #[serde(default)]
+    pub outcomes: std::collections::BTreeMap<String, u64>,
     pub compared_with: Option<String>,
     pub comparison: Option<Comparison>,
     pub wall_secs: f64,
@@ -298,6 +303,10 @@ pub fn render(r: &Report) -> String {
         mib(m.rss_at_end_bytes),
         mib(m.high_water_mark_bytes)
     );
+    if !r.outcomes.is_empty() {
+        let by: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let _ = writeln!(o, "outcomes:        {}", by.join(", "));
+    }
     if r.violations.is_empty() {
         let _ = writeln!(o, "violations:      none");
     } else {

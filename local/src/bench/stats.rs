@@ -398,6 +398,16 @@ pub fn prom_sum(text: &str, metric: &str, having: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// An accepted order that expired is one the front door should have refused: admission
+/// control exists so that overload costs refusals (503) and latency, never a 202 followed by
+/// a cancellation.
+pub fn expired_violation(outcomes: &std::collections::BTreeMap<String, u64>) -> Option<String> {
+    let n = outcomes.get("CANCELLED expired").copied().unwrap_or(0);
+    (n > 0).then(|| {
+        format!("{n} accepted order(s) expired before a decision (admission control let them in)")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,5 +664,17 @@ mod tests {
         );
         assert_eq!(prom_sum(text, "orderflow_events_published_total", &[]), 3.0);
         assert_eq!(prom_sum(text, "missing", &[]), 0.0);
+    }
+
+    #[test]
+    fn an_expired_order_is_a_violation_and_other_outcomes_are_not() {
+        let mut outcomes = std::collections::BTreeMap::from([
+            ("CONFIRMED".to_string(), 90),
+            ("CANCELLED out_of_stock".to_string(), 10),
+        ]);
+        assert_eq!(expired_violation(&outcomes), None);
+        outcomes.insert("CANCELLED expired".into(), 2);
+        let v = expired_violation(&outcomes).expect("a violation");
+        assert!(v.starts_with("2 accepted order(s) expired"), "{v}");
     }
 }
