@@ -200,6 +200,8 @@ pub struct Isolated {
     pub db_url: url::Url,
     pub db_name: String,
     pub base: String,
+    /// Where the child serves `/metrics` (an address of its own, not the API's).
+    pub metrics_base: String,
     pub env: Vec<(String, String)>,
 }
 
@@ -241,6 +243,7 @@ pub fn isolate(
         db_url,
         db_name,
         base: format!("http://127.0.0.1:{port}"),
+        metrics_base: format!("http://127.0.0.1:{metrics_port}"),
         env,
     })
 }

@@ -35,7 +35,7 @@ pub async fn measure(
     tokio::time::sleep(SETTLE).await;
     // The broker's counters first (waiting for them adds nothing to the others), then the
     // commit counter, then CPU, right before the first send.
-    let metrics_before = probe::scrape(&setup.http, &setup.iso.base).await;
+    let metrics_before = probe::scrape(&setup.http, &setup.iso.metrics_base).await;
     let broker_before = settled_counts(mgmt.as_ref(), &setup.iso.cfg.prefix, &metrics_before).await;
     let commits_before =
         probe::commits(&mut probe::admin(&setup.iso.db_url).await?, &db_name).await?;
@@ -75,7 +75,7 @@ pub async fn measure(
     finals.finish();
     setup.quiet(&watcher, Duration::from_secs(60)).await?;
     let procs_after = probe::procs();
-    let metrics_after = probe::scrape(&setup.http, &setup.iso.base).await;
+    let metrics_after = probe::scrape(&setup.http, &setup.iso.metrics_base).await;
     sampler.abort();
     let memory_end = probe::memory(setup.pid).unwrap_or_default();
 

@@ -304,9 +304,10 @@ pub async fn ready(amqp_url: &str, queues: &[String]) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// The runner's `/metrics` text (empty when it does not answer).
-pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
-    match http.get(format!("{base}/metrics")).send().await {
+/// The runner's `/metrics` text, from its metrics address (empty when it does not answer;
+/// the report then shows zero for the runner's own counters).
+pub async fn scrape(http: &reqwest::Client, metrics_base: &str) -> String {
+    match http.get(format!("{metrics_base}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
