@@ -2,10 +2,11 @@
 //! suite uses to prove that errors, crashes, slowness and duplicates lose nothing.
 //!
 //! `ORDERFLOW_FAULTS` is a comma-separated list of `kind[@function]=value`:
-//! - `error=0.05` (or `error@inventory-reserve=0.2`): a transient handler error per message;
+//! - `error=0.05` (or `error@inventory-reserve=0.2`): a transient handler error per message
+//!   (per chunk for a handler that applies a chunk at once);
 //! - `crash=0.02`: a crash between commit and publish (events stay in the outbox, the
 //!   invocation fails), also for HTTP handlers that commit then publish;
-//! - `slow=0.1`, `slow_ms=200`: a slow handler;
+//! - `slow=0.1`, `slow_ms=200`: a slow handler (per message, or per set-based chunk);
 //! - `duplicate=0.1`: the bridge delivers a batch twice.
 //!   A function-specific value wins over the general one.
 

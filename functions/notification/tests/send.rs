@@ -364,6 +364,34 @@ async fn an_invalid_event_in_a_chunk_is_parked_alone_and_the_rest_notified() {
     assert_eq!(sent(&env).len(), 2);
 }
 
+#[tokio::test]
+async fn the_set_based_path_meets_injected_faults_as_the_per_message_path_does() {
+    // error@notification-send=1: every chunk fails as a transient error would, and nothing
+    // of it is committed; the redelivery without the fault applies it once.
+    let faulty = shared::testing::TestEnv::with_config(|c| {
+        c.faults = shared::faults::Faults::parse("error@notification-send=1").expect("faults");
+    })
+    .await;
+    faulty
+        .migrate(notification::SCHEMA, &notification::MIGRATOR)
+        .await;
+    let f = notification::functions::send(&faulty.ctx);
+    let events = [created("ord-1"), confirmed("ord-1")];
+    let ev = faulty.rmq_event(QUEUE, &events, Encoding::Protobuf);
+    let failed = f.invoke(serde_json::to_value(&ev).expect("json")).await;
+    assert!(
+        failed.is_err(),
+        "the injected error fails the batch: {failed:?}"
+    );
+    assert!(rows(&faulty).await.is_empty(), "nothing committed");
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications.inbox")
+        .fetch_one(&faulty.ctx.pool)
+        .await
+        .expect("inbox");
+    assert_eq!(inbox, 0, "the inbox forgets the failed chunk");
+    assert!(sent(&faulty).is_empty());
+}
+
 /// One request as the test webhook saw it.
 #[derive(Debug, Clone)]
 struct Seen {
