@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod metrics;
 pub mod outcomes;
 pub mod registry;
+pub mod reshard;
 pub mod seed;
 pub mod stack;
 pub mod template;
