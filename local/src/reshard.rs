@@ -276,6 +276,33 @@ pub async fn wait_drained(ctx: &Context, queues: &[String], limit: Duration) -> 
     }
 }
 
+/// Watches the given prefixed queues for longer than the management API's figures can lag
+/// and gives each the worst state it showed (`Empty` only if it always read empty).
+async fn watch_drained(ctx: &Context, queues: &[String]) -> anyhow::Result<Vec<(String, Drain)>> {
+    let mut worst: Vec<(String, Drain)> =
+        queues.iter().map(|q| (q.clone(), Drain::Missing)).collect();
+    if queues.is_empty() {
+        return Ok(worst);
+    }
+    let until = Instant::now() + crate::broker::stats_interval() + Duration::from_millis(200);
+    loop {
+        let probe = Probe::open(ctx).await?;
+        for (i, (_, d)) in drain_state(&probe, queues).await.into_iter().enumerate() {
+            let w = &mut worst[i].1;
+            match (&*w, &d) {
+                (_, Drain::Missing) => {}
+                (Drain::Missing, _) | (Drain::Empty, _) => *w = d,
+                _ => {}
+            }
+        }
+        probe.close().await;
+        if Instant::now() >= until {
+            return Ok(worst);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs `orderflow reshard`.
 pub async fn run(ctx: &Context, specs: &[FunctionSpec], args: ReshardArgs) -> anyhow::Result<bool> {
     let changes = changes(specs, &args.changes)?;
@@ -349,6 +376,7 @@ pub async fn prune_queues(
         .await
         .map_err(|e| anyhow::anyhow!("prune reads the broker's queues through it: {e}"))?;
     let mut out = Vec::new();
+    let mut retired = Vec::new();
     for spec in specs.iter().cloned() {
         let live = spec.broker_queues();
         // Queues of this function at any shard count, live or not, that exist.
@@ -375,7 +403,7 @@ pub async fn prune_queues(
         let hash_exists = hash_exists && spec.shards > 1;
         for q in stale {
             // Never delete a queue something still routes to: unbind it first.
-            if let Ok(ch) = fresh().await {
+            let unbound = if let Ok(ch) = fresh().await {
                 let unbound = if q == spec.queue {
                     let mut ok = true;
                     for key in &spec.routing_keys {
@@ -405,46 +433,78 @@ pub async fn prune_queues(
                 if unbound {
                     let _ = ch.close(200, "unbound".into()).await;
                 }
-            }
-            let probe = Probe::open(ctx).await?;
-            let state = drain_state(&probe, &[names.queue(&q)]).await;
-            let dead = drain_state(&probe, &[names.dead_letter_queue(&q)]).await;
-            probe.close().await;
-            let (deleted, why) = match (&state[0].1, force) {
-                (Drain::Empty | Drain::Missing, _) | (_, true) => {
-                    let ch = fresh().await?;
-                    let _ = ch
-                        .queue_delete(
-                            names.queue(&q).as_str().into(),
-                            QueueDeleteOptions::default(),
-                        )
-                        .await;
-                    let ch = fresh().await?;
-                    let dlq_kept = match (&dead[0].1, force) {
-                        (Drain::Empty | Drain::Missing, _) | (_, true) => {
-                            ch.queue_delete(
-                                names.dead_letter_queue(&q).as_str().into(),
-                                QueueDeleteOptions::default(),
-                            )
-                            .await
-                            .ok();
-                            String::new()
-                        }
-                        (other, false) => format!(
-                            "; its dead-letter queue is kept ({other:?}): replay or discard \
-                             them with the old template's `orderflow dlq`, then prune again"
-                        ),
-                    };
-                    (true, format!("deleted{dlq_kept}"))
-                }
-                (other, false) => (false, format!("kept, not drained: {other:?}")),
+                unbound
+            } else {
+                false
             };
-            out.push(Pruned {
-                queue: names.queue(&q),
-                deleted,
-                why,
-            });
+            if unbound {
+                retired.push(q);
+            } else {
+                out.push(Pruned {
+                    queue: names.queue(&q),
+                    deleted: false,
+                    why: "kept: could not be unbound".into(),
+                });
+            }
         }
+    }
+    // Unacknowledged counts come from the management API and lag: a queue is deleted only
+    // if it read empty, with nothing unacknowledged, through a whole statistics interval
+    // after it was unbound (a stale zero alone could hide a batch in flight).
+    let watched: Vec<String> = retired
+        .iter()
+        .flat_map(|q| [names.queue(q), names.dead_letter_queue(q)])
+        .collect();
+    let verdicts = watch_drained(ctx, &watched).await?;
+    let verdict = |name: &str| {
+        verdicts
+            .iter()
+            .find(|(q, _)| q == name)
+            .map_or(Drain::Missing, |(_, d)| d.clone())
+    };
+    for q in retired {
+        let (deleted, why) = match (verdict(&names.queue(&q)), force) {
+            (Drain::Empty | Drain::Missing, _) | (_, true) => {
+                // Quorum queues refuse `if_empty` (a connection error), so the deletion is
+                // unconditional: it comes only after the watch above, and the queue has had
+                // no route since before it.
+                let ch = fresh().await?;
+                let gone = ch
+                    .queue_delete(
+                        names.queue(&q).as_str().into(),
+                        QueueDeleteOptions::default(),
+                    )
+                    .await;
+                match gone {
+                    Err(e) => (false, format!("kept: the broker refused to delete it: {e}")),
+                    Ok(_) => {
+                        let dlq_kept = match (verdict(&names.dead_letter_queue(&q)), force) {
+                            (Drain::Empty | Drain::Missing, _) | (_, true) => {
+                                let ch = fresh().await?;
+                                ch.queue_delete(
+                                    names.dead_letter_queue(&q).as_str().into(),
+                                    QueueDeleteOptions::default(),
+                                )
+                                .await
+                                .ok();
+                                String::new()
+                            }
+                            (other, false) => format!(
+                                "; its dead-letter queue is kept ({other:?}): replay or discard \
+                                 them with the old template's `orderflow dlq`, then prune again"
+                            ),
+                        };
+                        (true, format!("deleted{dlq_kept}"))
+                    }
+                }
+            }
+            (other, false) => (false, format!("kept, not drained: {other:?}")),
+        };
+        out.push(Pruned {
+            queue: names.queue(&q),
+            deleted,
+            why,
+        });
     }
     let _ = conn.close(200, "pruned".into()).await;
     Ok(out)
