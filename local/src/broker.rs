@@ -74,6 +74,62 @@ impl Management {
         })
     }
 
+    /// Names of every queue of the vhost (`topology --prune` looks for retired shards
+    /// among them instead of probing every possible name).
+    pub async fn queue_names(&self) -> Result<Vec<String>, String> {
+        let url = format!(
+            "{}/api/queues/{}?columns=name",
+            self.base,
+            encode(&self.vhost)
+        );
+        let resp = self
+            .http
+            .get(&url)
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .map_err(|e| format!("management API at {} unreachable: {e}", self.base))?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "management API answered {} listing queues",
+                resp.status()
+            ));
+        }
+        let body: Vec<serde_json::Value> = resp
+            .json()
+            .await
+            .map_err(|e| format!("management API queue list unreadable: {e}"))?;
+        Ok(body
+            .iter()
+            .filter_map(|q| q.get("name")?.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Whether an exchange exists (asked here rather than by a passive declare, which
+    /// closes its channel with an error when it does not).
+    pub async fn exchange_exists(&self, exchange: &str) -> Result<bool, String> {
+        let url = format!(
+            "{}/api/exchanges/{}/{}",
+            self.base,
+            encode(&self.vhost),
+            encode(exchange)
+        );
+        let resp = self
+            .http
+            .get(&url)
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .map_err(|e| format!("management API at {} unreachable: {e}", self.base))?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            s => Err(format!(
+                "management API answered {s} for exchange {exchange}"
+            )),
+        }
+    }
+
     /// `messages_unacknowledged` of one queue.
     pub async fn unacked(&self, queue: &str) -> Result<u64, String> {
         let url = format!(

@@ -50,7 +50,11 @@ impl Filter {
         let now = chrono::Utc::now().timestamp_millis();
         self.queue
             .as_ref()
-            .is_none_or(|q| names.queue(q) == d.original_queue)
+            // A function's name also matches its shards' queues (`inventory-reserve.2`).
+            .is_none_or(|q| {
+                names.queue(q) == d.original_queue
+                    || names.queue(q) == shared::topology::shard_stem(&d.original_queue)
+            })
             && self
                 .event_type
                 .as_ref()

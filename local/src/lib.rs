@@ -15,6 +15,7 @@ pub mod invoke;
 pub mod metrics;
 pub mod outcomes;
 pub mod registry;
+pub mod reshard;
 pub mod seed;
 pub mod stack;
 pub mod template;
@@ -22,10 +23,11 @@ pub mod timeline;
 pub mod topology;
 pub mod verify;
 
-/// Queue names (unprefixed) of every queue trigger in the template.
+/// Broker queue names (unprefixed) of every queue trigger in the template: each shard
+/// queue of a sharded function (each has its own dead-letter queue).
 pub fn template_queues(specs: &[template::FunctionSpec]) -> Vec<String> {
     template::queue_specs(specs)
-        .into_iter()
-        .map(|q| q.queue)
+        .iter()
+        .flat_map(shared::topology::QueueSpec::broker_queues)
         .collect()
 }

@@ -1,6 +1,5 @@
 //! `orderflow`: run Orderflow locally on RabbitMQ, Redis and Postgres.
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use local::stack::{Stack, StackOptions};
 use local::{template, verify};
@@ -14,8 +13,9 @@ use std::process::ExitCode;
     about = "Run and check Orderflow on local RabbitMQ, Redis and Postgres"
 )]
 struct Cli {
-    /// A template.yaml to read instead of the one built in.
-    #[arg(long, global = true)]
+    /// A template.yaml to read instead of the one built in (e.g. one with other shard
+    /// counts; `chaos` and `bench` pass it on to the runner they start).
+    #[arg(long, global = true, env = local::template::TEMPLATE_ENV)]
     template: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -56,6 +56,16 @@ enum Command {
     /// Declare the broker topology of template.yaml (exchanges, quorum queues with
     /// dead-lettering and a delivery limit, DLQs, bindings) on any broker, e.g. Amazon MQ.
     Topology(local::topology::TopologyArgs),
+    /// Change functions' shard counts on the live broker (new queues first, old ones
+    /// unbound and drained); then deploy the template at the new counts and
+    /// `topology --prune` (README, "Shards").
+    Reshard(local::reshard::ReshardArgs),
+    /// Print the template (`--template` or the built-in one) with other shard counts.
+    Template {
+        /// FUNCTION=SHARDS (binary or logical id, or `all`), repeatable.
+        #[arg(long = "shards", required = true)]
+        shards: Vec<String>,
+    },
     /// The dead-letter console: list, show, replay or discard dead letters.
     Dlq {
         #[command(subcommand)]
@@ -244,13 +254,9 @@ fn metrics_line(stack: &Stack) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
-    let template_text = match &cli.template {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
-        }
-        None => template::EMBEDDED.to_string(),
-    };
-    let specs = template::parse(&template_text)?;
+    let source = template::Source::load(cli.template.as_deref())?;
+    let template_text = source.text.clone();
+    let specs = source.specs()?;
     let queues = local::template_queues(&specs);
     let cfg = config()?;
     match cli.command {
@@ -331,9 +337,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(t.status.is_some())
         }
-        Command::Chaos(args) => local::chaos::run(cfg, &queues, args).await,
-        Command::Bench(args) => local::bench::run(cfg, &queues, args).await,
+        Command::Chaos(args) => local::chaos::run(cfg, &source, args).await,
+        Command::Bench(args) => local::bench::run(cfg, &source, args).await,
         Command::Topology(args) => local::topology::run(cfg, &specs, args).await,
+        Command::Reshard(args) => {
+            let ctx = shared::context::Context::new(cfg)?;
+            local::reshard::run(&ctx, &specs, args).await
+        }
+        Command::Template { shards } => {
+            let changes = shards
+                .iter()
+                .map(|s| template::parse_shard_change(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            print!("{}", template::with_shards(&template_text, &changes)?);
+            Ok(true)
+        }
         Command::Migrate => {
             local::registry::migrate_all(&cfg.database_url).await?;
             println!("migrations applied");

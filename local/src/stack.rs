@@ -189,10 +189,19 @@ pub async fn delete_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Re
     let names = shared::topology::Names::new(cfg.prefix.clone());
     let conn = shared::publisher::connect(&cfg.amqp_url, "topology").await?;
     let ch = conn.create_channel().await?;
-    for q in template::queue_specs(specs) {
-        for name in [names.queue(&q.queue), names.dead_letter_queue(&q.queue)] {
-            ch.queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                .await?;
+    for spec in template::queue_specs(specs) {
+        for q in spec.broker_queues() {
+            for name in [names.queue(&q), names.dead_letter_queue(&q)] {
+                ch.queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await?;
+            }
+        }
+        if spec.shards > 1 {
+            ch.exchange_delete(
+                names.shard_exchange(&spec.queue).as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await?;
         }
     }
     for ex in [names.events_exchange(), names.dead_letter_exchange()] {
@@ -251,21 +260,26 @@ impl Stack {
                 match trigger {
                     Trigger::Mq {
                         queue,
+                        shards,
                         batch_size,
                         window,
                         ..
                     } => {
-                        let t = bridge::Trigger {
-                            function: spec.binary.clone(),
-                            queue: ctx.names.queue(queue),
-                            vhost: vhost.clone(),
-                            batch_size: *batch_size,
-                            window: *window,
-                            target: target.clone(),
-                            amqp_url: cfg.amqp_url.clone(),
-                            faults: cfg.faults.clone(),
-                        };
-                        tasks.push(tokio::spawn(bridge::run(t, rx.clone())));
+                        // One consumer per shard queue, as AWS runs one event source
+                        // mapping per shard: shards of one function run side by side.
+                        for q in shared::topology::shard_queues(queue, *shards) {
+                            let t = bridge::Trigger {
+                                function: spec.binary.clone(),
+                                queue: ctx.names.queue(&q),
+                                vhost: vhost.clone(),
+                                batch_size: *batch_size,
+                                window: *window,
+                                target: target.clone(),
+                                amqp_url: cfg.amqp_url.clone(),
+                                faults: cfg.faults.clone(),
+                            };
+                            tasks.push(tokio::spawn(bridge::run(t, rx.clone())));
+                        }
                     }
                     Trigger::Http { method, path } => routes.push(Route {
                         method: method.clone(),

@@ -287,8 +287,9 @@ async fn dead_letters(
             .and_then(|v| v.as_str())
             .map(str::to_string)
             .unwrap_or_else(|| {
-                // Dead-lettered by the broker: the queue is named after its function.
-                let q = d.original_queue.as_str();
+                // Dead-lettered by the broker: the queue (or its shard stem) is named after
+                // its function.
+                let q = shared::topology::shard_stem(&d.original_queue);
                 q.strip_prefix(ctx.names.prefix.as_str())
                     .unwrap_or(q)
                     .to_string()

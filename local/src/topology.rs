@@ -18,12 +18,16 @@ pub struct TopologyArgs {
     /// Remove this prefix's queues, dead-letter queues and exchanges instead.
     #[arg(long)]
     pub delete: bool,
-    /// With --delete: also when queues still hold messages (they are lost).
-    #[arg(long, requires = "delete")]
+    /// With --delete or --prune: also when queues still hold messages (they are lost).
+    #[arg(long)]
     pub force: bool,
     /// Print what would be declared or deleted; do not connect.
     #[arg(long)]
     pub dry_run: bool,
+    /// After declaring: delete the queues of a shard count the template no longer has
+    /// (after `orderflow reshard`), once unbound, empty and with nothing unacknowledged.
+    #[arg(long, conflicts_with_all = ["delete", "dry_run"])]
+    pub prune: bool,
 }
 
 /// What the topology consists of, one line per exchange and queue.
@@ -35,18 +39,30 @@ pub fn plan(names: &Names, specs: &[FunctionSpec]) -> Vec<String> {
             names.dead_letter_exchange()
         ),
     ];
-    for q in template::queue_specs(specs) {
-        let queue = names.queue(&q.queue);
-        lines.push(format!(
-            "queue {queue} (quorum, delivery limit {DELIVERY_LIMIT}, dead letters -> {}) <- {}",
-            names.dead_letter_exchange(),
-            q.routing_keys.join(", ")
-        ));
-        lines.push(format!(
-            "queue {} (quorum) <- {} [{queue}]",
-            names.dead_letter_queue(&q.queue),
-            names.dead_letter_exchange()
-        ));
+    for spec in template::queue_specs(specs) {
+        let source = if spec.shards > 1 {
+            let hash = names.shard_exchange(&spec.queue);
+            lines.push(format!(
+                "exchange {hash} ({}, hash-property correlation_id) <- {}",
+                shared::topology::CONSISTENT_HASH,
+                spec.routing_keys.join(", ")
+            ));
+            format!("{hash} weight {}", shared::topology::SHARD_WEIGHT)
+        } else {
+            spec.routing_keys.join(", ")
+        };
+        for q in spec.broker_queues() {
+            let queue = names.queue(&q);
+            lines.push(format!(
+                "queue {queue} (quorum, delivery limit {DELIVERY_LIMIT}, dead letters -> {}) <- {source}",
+                names.dead_letter_exchange(),
+            ));
+            lines.push(format!(
+                "queue {} (quorum) <- {} [{queue}]",
+                names.dead_letter_queue(&q),
+                names.dead_letter_exchange()
+            ));
+        }
     }
     lines
 }
@@ -108,6 +124,16 @@ pub async fn run(
         println!("declared {l}");
     }
     println!("topology declared on {target}");
+    if args.prune {
+        let ctx = shared::context::Context::new(cfg)?;
+        let mut all_gone = true;
+        for p in crate::reshard::prune(&ctx, specs, args.force).await? {
+            println!("{}: {}", p.queue, p.why);
+            all_gone &= p.deleted;
+        }
+        println!("prune done on {target}");
+        return Ok(all_gone);
+    }
     Ok(true)
 }
 
@@ -119,8 +145,8 @@ pub async fn non_empty_queues(
     let names = Names::new(cfg.prefix.clone());
     let conn = shared::publisher::connect(&cfg.amqp_url, "topology").await?;
     let mut full = Vec::new();
-    for q in template::queue_specs(specs) {
-        for name in [names.queue(&q.queue), names.dead_letter_queue(&q.queue)] {
+    for q in crate::template_queues(specs) {
+        for name in [names.queue(&q), names.dead_letter_queue(&q)] {
             // A passive declare of a missing queue closes its channel: one channel per probe.
             let ch = conn.create_channel().await?;
             let probe = ch
@@ -155,6 +181,25 @@ mod tests {
         let lines = plan(&Names::new("p."), &specs);
         let queues = crate::template_queues(&specs);
         assert_eq!(lines.len(), 2 + 2 * queues.len());
+        let four = template::with_shards(template::EMBEDDED, &[("order-saga".into(), 4)])
+            .expect("sharded");
+        let sharded = plan(&Names::new("p."), &template::parse(&four).expect("parses"));
+        assert!(
+            sharded.contains(
+                &"exchange p.order-saga.shards (x-consistent-hash, hash-property correlation_id) \
+              <- stock.reserved, stock.rejected, payment.processed"
+                    .to_string()
+            )
+        );
+        assert!(
+            sharded
+                .iter()
+                .any(|l| l.starts_with("queue p.order-saga.3 (quorum")
+                    && l.ends_with("<- p.order-saga.shards weight 1"))
+        );
+        assert!(sharded.contains(
+            &"queue p.order-saga.3.dlq (quorum) <- p.orderflow.dlx [p.order-saga.3]".to_string()
+        ));
         assert!(lines.contains(&"exchange p.orderflow.events (topic, durable)".to_string()));
         assert!(
             lines

@@ -348,3 +348,123 @@ fn logging_out_everywhere_is_routed_to_the_logout_function() {
         );
     }
 }
+
+/// Where a template's event source mappings or dead-letter alarms disagree with a
+/// function's `Metadata.Orderflow.Shards`: N mappings, one per shard queue, and one
+/// dead-letter alarm per shard queue's dead-letter queue, none for another shard count.
+fn shard_violations(doc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let alarmed: Vec<String> = resources_of_type(doc, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["Namespace"].as_str() == Some("AWS/AmazonMQ"))
+        .filter_map(|(_, a)| alarm_dimension(a, "Queue")?.as_str().map(str::to_string))
+        .collect();
+    for (id, f) in resources_of_type(doc, "AWS::Serverless::Function") {
+        let mut queues: Vec<String> = f["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e["Type"].as_str() == Some("MQ"))
+            .filter_map(|(_, e)| e["Properties"]["Queues"][0].as_str().map(str::to_string))
+            .collect();
+        if queues.is_empty() {
+            continue;
+        }
+        queues.sort();
+        let Some(n) = f["Metadata"]["Orderflow"]["Shards"].as_u64() else {
+            out.push(format!("{id}: no Metadata.Orderflow.Shards"));
+            continue;
+        };
+        let stem = shared::topology::shard_stem(&queues[0]);
+        let stem = if n == 1 { queues[0].as_str() } else { stem };
+        let mut want = shared::topology::shard_queues(stem, n as usize);
+        want.sort();
+        if queues != want {
+            out.push(format!(
+                "{id}: Shards {n} but {} MQ event source mapping(s) on {queues:?}",
+                queues.len()
+            ));
+        }
+        let names = shared::topology::Names::default();
+        for q in &want {
+            let dlq = names.dead_letter_queue(q);
+            if !alarmed.contains(&dlq) {
+                out.push(format!("{id}: no dead-letter alarm on {dlq}"));
+            }
+        }
+        for a in &alarmed {
+            let Some(q) = a.strip_suffix(".dlq") else {
+                continue;
+            };
+            // This function's queue at any shard count (`stem` or `stem.<i>`) must be live.
+            if shared::topology::shard_stem(q) == stem && !want.iter().any(|w| w == q) {
+                out.push(format!(
+                    "{id}: alarm on {a}, a queue of another shard count"
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_queue_function_states_its_shard_count_and_the_template_agrees_with_it() {
+    assert_eq!(shard_violations(&template()), Vec::<String>::new());
+    // The plain queue names at one shard: nothing changes for an existing deployment.
+    for q in local::template_queues(&parse()) {
+        assert!(!q.contains('.'), "{q}");
+    }
+}
+
+#[test]
+fn a_template_at_4_shards_has_4_mappings_4_queues_and_4_alarms_per_queue_function() {
+    let text = local::template::with_shards(local::template::EMBEDDED, &[("all".into(), 4)])
+        .expect("template at 4 shards");
+    let doc: Value = serde_yaml::from_str(&text).expect("YAML");
+    assert_eq!(shard_violations(&doc), Vec::<String>::new());
+    let specs = local::template::parse(&text).expect("parses");
+    let functions = local::template::queue_specs(&specs);
+    assert!(functions.len() >= 5);
+    for f in &functions {
+        assert_eq!(f.shards, 4, "{}", f.queue);
+    }
+    let mappings = resources_of_type(&doc, "AWS::Serverless::Function")
+        .iter()
+        .flat_map(|(_, f)| f["Properties"]["Events"].as_mapping().into_iter().flatten())
+        .filter(|(_, e)| e["Type"].as_str() == Some("MQ"))
+        .count();
+    assert_eq!(mappings, 4 * functions.len());
+    assert_eq!(local::template_queues(&specs).len(), 4 * functions.len());
+    let dead_letter_alarms = resources_of_type(&doc, "AWS::CloudWatch::Alarm")
+        .iter()
+        .filter(|(_, a)| a["Properties"]["Namespace"].as_str() == Some("AWS/AmazonMQ"))
+        .count();
+    assert_eq!(dead_letter_alarms, 4 * functions.len());
+    // And back: the template at 1 shard is the original one again, as far as it matters.
+    let back = local::template::with_shards(&text, &[("all".into(), 1)]).expect("back to 1");
+    assert_eq!(local::template::parse(&back).expect("parses"), parse());
+}
+
+#[test]
+fn a_template_whose_mappings_disagree_with_its_shard_count_is_refused() {
+    let text = local::template::with_shards(local::template::EMBEDDED, &[("all".into(), 4)])
+        .expect("template at 4 shards");
+    // One shard's event source mapping missing.
+    let mut doc: Value = serde_yaml::from_str(&text).expect("YAML");
+    doc["Resources"]["OrderSagaFunction"]["Properties"]["Events"]
+        .as_mapping_mut()
+        .expect("Events")
+        .remove("Queue3");
+    let violations = shard_violations(&doc);
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].starts_with("OrderSagaFunction: Shards 4 but 3"));
+    let err =
+        local::template::parse(&serde_yaml::to_string(&doc).expect("YAML")).expect_err("refused");
+    assert!(err.to_string().contains("Shards is 4"), "{err}");
+    // A shard count raised by hand, without mappings or alarms.
+    let mut doc: Value = serde_yaml::from_str(local::template::EMBEDDED).expect("YAML");
+    doc["Resources"]["OrderSagaFunction"]["Metadata"]["Orderflow"]["Shards"] = Value::from(2);
+    let violations = shard_violations(&doc);
+    assert_eq!(violations.len(), 4, "{violations:?}");
+    assert!(local::template::parse(&serde_yaml::to_string(&doc).expect("YAML")).is_err());
+}

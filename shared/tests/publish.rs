@@ -33,6 +33,7 @@ impl Topology {
         let spec = QueueSpec {
             queue: "audit".into(),
             routing_keys: bound_to.iter().map(|k| k.to_string()).collect(),
+            shards: 1,
         };
         shared::topology::declare(&ch, &names, &[spec])
             .await

@@ -123,21 +123,25 @@ pub fn bar(len: u64, msg: &str) -> ProgressBar {
 
 pub async fn run(
     base_cfg: shared::Config,
-    queues: &[String],
+    template: &crate::template::Source,
     args: BenchArgs,
 ) -> anyhow::Result<bool> {
+    let specs = template.specs()?;
+    let queues = crate::template_queues(&specs);
     let flavor = if args.baseline {
         Flavor::Baseline
     } else {
         Flavor::Flow
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let iso = crate::child::isolate(&base_cfg, flavor.tag(), &run_id, &[])?;
+    let mut iso = crate::child::isolate(&base_cfg, flavor.tag(), &run_id, &[])?;
+    // The runner it starts reads the same template (`--template`, e.g. with shards).
+    iso.env.extend(template.child_env());
     let mut setup = Setup {
         flavor,
         iso,
-        specs: crate::template::parse(crate::template::EMBEDDED)?,
-        queues: queues.to_vec(),
+        specs,
+        queues,
         runner: None,
         pid: 0,
         http: reqwest::Client::builder()

@@ -82,9 +82,11 @@ impl Injected {
 
 pub async fn run(
     base_cfg: shared::Config,
-    queues: &[String],
+    template: &crate::template::Source,
     args: ChaosArgs,
 ) -> anyhow::Result<bool> {
+    let specs = template.specs()?;
+    let queues = &crate::template_queues(&specs)[..];
     let started = Instant::now();
     // Everything that can be refused is refused before anything starts.
     let faults = shared::faults::Faults::parse(&args.faults)
@@ -105,7 +107,7 @@ pub async fn run(
     );
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let iso = crate::child::isolate(
+    let mut iso = crate::child::isolate(
         &base_cfg,
         "chaos",
         &run_id,
@@ -118,6 +120,8 @@ pub async fn run(
             ("RUST_LOG", "warn,local::bridge=debug"),
         ],
     )?;
+    // The runner it starts reads the same template (`--template`, e.g. with shards).
+    iso.env.extend(template.child_env());
     let (cfg, env, base) = (iso.cfg.clone(), iso.env.clone(), iso.base.clone());
     println!(
         "chaos run {run_id}: {} orders at {}/s, runner faults {:?}, announced faults: {}, database {}",
@@ -133,7 +137,6 @@ pub async fn run(
     );
     println!("{}", crate::child::RATE_LIMITS_NOTE);
 
-    let specs = crate::template::parse(crate::template::EMBEDDED)?;
     crate::stack::prepare(&cfg, &specs).await?;
     let ctx = shared::context::Context::new(cfg.clone())?;
     let log: Arc<Mutex<RunnerLog>> = Arc::default();

@@ -12,6 +12,8 @@ pub struct App {
     pub base: String,
     pub http: reqwest::Client,
     pub queues: Vec<String>,
+    /// The template the stack runs (the built-in one unless a test gave another).
+    pub template: String,
 }
 
 pub fn config(database_url: &str, prefix: &str) -> shared::Config {
@@ -50,13 +52,22 @@ pub async fn start_with(cfg: shared::Config) -> App {
 
 /// Same, with the front door's timeouts and body limit as the test wants them.
 pub async fn start_with_limits(cfg: shared::Config, http_limits: local::front::Limits) -> App {
+    start_full(cfg, http_limits, local::template::EMBEDDED).await
+}
+
+/// Same, running the given template (e.g. one with shards).
+pub async fn start_with_template(cfg: shared::Config, template: &str) -> App {
+    start_full(cfg, local::front::Limits::default(), template).await
+}
+
+async fn start_full(cfg: shared::Config, http_limits: local::front::Limits, template: &str) -> App {
     shared::telemetry::init();
     let opts = StackOptions {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         metrics_addr: Some("127.0.0.1:0".parse().expect("addr")),
         http_limits,
         invoke_url: None,
-        template: local::template::EMBEDDED.to_string(),
+        template: template.to_string(),
         schedule_every: Some(Duration::from_millis(500)),
     };
     let specs = local::template::parse(&opts.template).expect("template");
@@ -67,6 +78,7 @@ pub async fn start_with_limits(cfg: shared::Config, http_limits: local::front::L
         base,
         http: reqwest::Client::new(),
         queues: local::template_queues(&specs),
+        template: template.to_string(),
     }
 }
 
@@ -179,7 +191,7 @@ impl App {
     pub async fn stop(self) {
         let cfg = (*self.stack.ctx.config).clone();
         self.stack.stop().await;
-        let specs = local::template::parse(local::template::EMBEDDED).expect("template");
+        let specs = local::template::parse(&self.template).expect("template");
         local::stack::delete_topology(&cfg, &specs)
             .await
             .expect("delete topology");
