@@ -23,7 +23,7 @@ pub async fn measure(
     let table = setup.flavor.orders_table();
     let (inbox_before, outbox_before) = {
         let w = Watcher::new(&setup.iso.cfg.database_url, table)?;
-        setup.quiet(&w, Duration::from_secs(60)).await?;
+        setup.quiet(Duration::from_secs(60)).await?;
         let rows = probe::rows(&w.pool).await?;
         w.pool.close().await;
         rows
@@ -73,7 +73,7 @@ pub async fn measure(
     .await?;
     placed.finish();
     finals.finish();
-    setup.quiet(&watcher, Duration::from_secs(60)).await?;
+    setup.quiet(Duration::from_secs(120)).await?;
     let procs_after = probe::procs();
     let metrics_after = probe::scrape(&setup.http, &setup.iso.metrics_base).await;
     sampler.abort();

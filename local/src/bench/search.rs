@@ -59,7 +59,7 @@ pub async fn search(
         .await?;
         placed.finish();
         finals.finish();
-        setup.quiet(&watcher, Duration::from_secs(120)).await?;
+        setup.quiet(Duration::from_secs(120)).await?;
         let window = stats::window(&out.records, out.stopped_at);
         let retries = stats::retries(&out.records);
         let client_ms: Vec<f64> = out

@@ -1,14 +1,14 @@
 //! One run's resources (database and prefix, topology, the runner, catalog and users), set
 //! up before the measurement and what the report says about them.
 
-use super::client::{Load, Watcher};
+use super::client::Load;
 use super::report::EffectiveConfig;
 use super::{BenchArgs, Flavor, SETTLE, probe};
 use crate::child::{Isolated, Runner, post_retrying, spawn_runner_with, wait_healthy};
 use anyhow::Context as _;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One run's resources: its database and prefix, its runner, its users.
 pub struct Setup {
@@ -71,22 +71,16 @@ impl Setup {
         Ok(())
     }
 
-    pub async fn quiet(&self, watcher: &Watcher, limit: Duration) -> anyhow::Result<()> {
-        let names = &shared::topology::Names::new(self.iso.cfg.prefix.clone());
-        let queues: Vec<String> = self.queues.iter().map(|q| names.queue(q)).collect();
-        let deadline = Instant::now() + limit;
-        let mut rounds = 0;
-        while rounds < 3 {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the system did not go quiet within {limit:?}"
-            );
-            let busy = probe::ready(&self.iso.cfg.amqp_url, &queues).await?
-                + u64::try_from(watcher.unpublished().await?).unwrap_or(0);
-            rounds = if busy == 0 { rounds + 1 } else { 0 };
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(())
+    /// Waits until nothing is ready, unacknowledged (in flight) or unpublished, for longer
+    /// than the broker's figures can lag (`crate::broker::settled`, as `verify` wants it).
+    /// Ready messages alone are not enough: with a prefetch of a batch, a busy consumer's
+    /// queue reads empty while hundreds of its messages are in flight, and stopping the
+    /// runner then would leave them behind for `verify` to find.
+    pub async fn quiet(&self, limit: Duration) -> anyhow::Result<()> {
+        let ctx = shared::context::Context::new(self.iso.cfg.clone())?;
+        let settled = crate::broker::settled(&ctx, &self.queues, limit).await;
+        ctx.pool.close().await;
+        settled
     }
 
     pub fn load(&self, args: &BenchArgs, first: usize, rate: Option<f64>) -> Load {
