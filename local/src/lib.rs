@@ -17,10 +17,12 @@ pub mod outcomes;
 pub mod registry;
 pub mod seed;
 pub mod stack;
-pub mod template;
 pub mod timeline;
 pub mod topology;
 pub mod verify;
+
+/// template.yaml read into specs (shared with the bootstrap custom resource).
+pub use ops::template;
 
 /// Queue names (unprefixed) of every queue trigger in the template.
 pub fn template_queues(specs: &[template::FunctionSpec]) -> Vec<String> {

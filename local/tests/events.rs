@@ -379,7 +379,7 @@ fn routes_of(spec: &local::template::FunctionSpec) -> Vec<String> {
     spec.triggers
         .iter()
         .filter_map(|t| match t {
-            local::template::Trigger::Http { method, path } => Some(format!("{method} {path}")),
+            local::template::Trigger::Http { method, path, .. } => Some(format!("{method} {path}")),
             _ => None,
         })
         .collect()
