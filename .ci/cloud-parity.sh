@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Cloud parity (issue 4), after the workspace tests in .ci/run:
+# Cloud parity (issues 4 and 13), after the workspace tests in .ci/run:
 #   1. template.yaml linted by cfn-lint 1.53.3 (the last release that runs the SAM transform)
-#      and by `sam validate --lint`;
+#      and by `sam validate --lint`, and no HTTP route without authorization as `sam deploy
+#      --guided` judges it (it would stop and ask);
 #   2. the LocalStack init script, against a stand-in for awslocal;
-#   3. every function built for Lambda on arm64 with `cargo lambda build --release --arm64`,
-#      with the size of each bootstrap;
+#   3. `sam build`, the command users run (BuildMethod rust-cargolambda: cargo lambda build
+#      --release for arm64, per function), with the size of each bootstrap;
 #   4. the watch path: `cargo lambda watch` serving the real binaries, one sample event per
 #      service invoked with `cargo lambda invoke`, then `orderflow up --invoke-url` driving them
-#      and an order placed over HTTP that must reach CONFIRMED within 60 s.
+#      and an order placed over HTTP that must reach CONFIRMED within 60 s;
+#   5. the init time of every function binary (host build) under a stand-in Runtime API,
+#      with plaintext URLs and with them read by ARN from moto's Secrets Manager.
 # Everything it starts is stopped on exit; the throwaway database, queues and keys are removed.
-# ORDERFLOW_CLOUD_PARITY_SKIP="arm64 watch" skips parts (for a quick local run).
+# ORDERFLOW_CLOUD_PARITY_SKIP="arm64 watch init" skips parts (for a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,7 +30,7 @@ VENV="${ORDERFLOW_CI_VENV:-$HOME/.cache/orderflow-ci/venv}"
 t=$SECONDS
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
-"${PIP[@]}" cfn-lint==1.53.3 cargo-lambda==1.9.2
+"${PIP[@]}" cfn-lint==1.53.3 cargo-lambda==1.9.2 "moto[server]==5.2.1"
 # SAM CLI accepts cfn-lint 1.53.3 beside it; if a future resolver says no, lint without it.
 HAVE_SAM=1
 "${PIP[@]}" aws-sam-cli==1.170.0 cfn-lint==1.53.3 || { HAVE_SAM=0; say "aws-sam-cli did not install with cfn-lint 1.53.3: sam validate skipped"; }
@@ -40,6 +43,7 @@ cfn-lint # reads .cfnlintrc: template.yaml, several regions, no rule ignored
 if [ "$HAVE_SAM" = 1 ]; then
   out=$(sam validate --lint --template template.yaml 2>&1) || { echo "$out"; fail "sam validate --lint"; }
   echo "$out" | grep -i 'valid' || true
+  "$VENV/bin/python" .ci/guided-auth.py || fail "an HTTP route has no authorization: sam deploy --guided would stop"
 fi
 mark "template lint" "$t"
 
@@ -57,23 +61,39 @@ done
 rm -rf "$STUB_STATE"
 say "localstack init script creates every secret and parameter (twice, idempotent)"
 
-# ---- 3. arm64 build ------------------------------------------------------------------------
-# Every binary named by a template function.
-mapfile -t BINARIES < <(grep -E '^\s+Binary: ' template.yaml | awk '{print $2}' | sort)
+# ---- 3. sam build (arm64) -----------------------------------------------------------------
+# Every binary named by a template function, and the function's logical id.
+mapfile -t FUNCTIONS < <(awk '/^  [A-Za-z0-9]+:$/ {id=$1} /^\s+Binary: / {sub(":", "", id); print id " " $2}' template.yaml | sort -k2)
 if [[ $SKIP != *" arm64 "* ]]; then
+  [ "$HAVE_SAM" = 1 ] || fail "sam build needs aws-sam-cli"
   t=$SECONDS
   rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || rustup target add aarch64-unknown-linux-gnu
-  cargo lambda build --release --arm64 --workspace --exclude local --bins --quiet
+  # cargo lambda (and zig, its arm64 linker) from the virtualenv; one function at a time, so
+  # each build after the first reuses the compiled workspace in CARGO_TARGET_DIR.
+  sam build --template template.yaml >"$ROOT/.aws-sam-build.log" 2>&1 \
+    || { tail -60 "$ROOT/.aws-sam-build.log"; fail "sam build"; }
+  tail -12 "$ROOT/.aws-sam-build.log" | grep -E 'Build Succeeded|Built Artifacts|Built Template' || true
   printf '%-22s %10s %8s\n' function bytes MiB
-  for b in "${BINARIES[@]}"; do
-    f="$CARGO_TARGET_DIR/lambda/$b/bootstrap"
-    [ -f "$f" ] || fail "no bootstrap for $b at $f"
+  for entry in "${FUNCTIONS[@]}"; do
+    read -r id b <<<"$entry"
+    f=".aws-sam/build/$id/bootstrap"
+    [ -f "$f" ] || fail "sam build made no bootstrap for $id ($b) at $f"
     # ELF e_machine 183 = AArch64.
     [ "$(od -An -tu2 -j18 -N2 "$f" | tr -d ' ')" = 183 ] || fail "$f is not an arm64 binary"
     size=$(stat -c %s "$f")
     awk -v b="$b" -v s="$size" 'BEGIN { printf "%-22s %10d %8.1f\n", b, s, s / 1048576 }'
   done
-  mark "arm64 build of ${#BINARIES[@]} functions" "$t"
+  mark "sam build of ${#FUNCTIONS[@]} functions (arm64)" "$t"
+fi
+
+# ---- 5. init time per function (before the watch path, which may end the script) -------------
+if [[ $SKIP != *" init "* ]]; then
+  t=$SECONDS
+  cargo build -q --workspace --exclude local --bins
+  mapfile -t HOST_BINS < <(for entry in "${FUNCTIONS[@]}"; do read -r _ b <<<"$entry"; echo "$CARGO_TARGET_DIR/debug/$b"; done)
+  PATH="$VENV/bin:$PATH" python3 .ci/init-times.py "${HOST_BINS[@]}"
+  say "init: x86_64 debug builds on this host, process start to the first invocation request; Lambda adds its own sandbox start"
+  mark "init times of ${#HOST_BINS[@]} functions" "$t"
 fi
 
 [[ $SKIP == *" watch "* ]] && { mark "cloud parity"; exit 0; }
