@@ -196,6 +196,41 @@ invoke identity-register events/identity/identity-register.json '.statusCode == 
 invoke order-get events/order/order-get.json '.statusCode == 401'
 mark "cargo lambda invoke of one sample per service" "$t"
 
+# The bootstrap custom resource through its own binary and the emulator: a real-shaped
+# Create whose ResponseURL is a local receiver, which must get SUCCESS (migrations and
+# topology are in place already, so this also shows a repeated run is harmless).
+t=$SECONDS
+RESPONSE="$LOGS/cfn-response.json"
+python3 - "$RESPONSE" >"$LOGS/cfn-receiver.port" 2>"$LOGS/cfn-receiver.log" <<'PY' &
+import http.server, sys
+out = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        open(out, "wb").write(body)
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.handle_request()
+PY
+RECEIVER_PID=$!
+for _ in $(seq 1 50); do [ -s "$LOGS/cfn-receiver.port" ] && break; sleep 0.1; done
+PORT=$(cat "$LOGS/cfn-receiver.port")
+jq -n --arg url "http://127.0.0.1:$PORT/cloudformation-custom-resource-response-useast1/stack%7CBootstrap%7Cci?X-Amz-Signature=x" '{
+  RequestType: "Create", ResponseURL: $url,
+  ServiceToken: "arn:aws:lambda:us-east-1:123456789012:function:orderflow-ops-bootstrap",
+  StackId: "arn:aws:cloudformation:us-east-1:123456789012:stack/orderflow/ci",
+  RequestId: "ci-1", LogicalResourceId: "Bootstrap", ResourceType: "Custom::Bootstrap",
+  ResourceProperties: {FunctionVersion: "1", SeedDemoCatalog: "false"}}' >"$LOGS/event-ops-bootstrap.json"
+cargo lambda invoke ops-bootstrap --data-file "$LOGS/event-ops-bootstrap.json" --invoke-address ::1 \
+  --invoke-port "$WATCH_PORT" --output-format json >"$LOGS/invoke-ops-bootstrap.out" 2>"$LOGS/invoke-ops-bootstrap.log" \
+  || fail "cargo lambda invoke ops-bootstrap: $(cat "$LOGS/invoke-ops-bootstrap.log")"
+wait "$RECEIVER_PID" || true
+jq -e '.Status == "SUCCESS"' "$RESPONSE" >/dev/null || fail "the bootstrap answered $(cat "$RESPONSE" 2>/dev/null)"
+say "invoke ops-bootstrap (Create) -> the response URL got $(jq -c '{Status, Reason, Data}' "$RESPONSE")"
+mark "bootstrap custom resource through cargo lambda watch" "$t"
+
 # End to end: the runner's bridge and front door drive the same binaries through the emulator.
 t=$SECONDS
 ORDERFLOW_HTTP_ADDR=127.0.0.1:0 setsid "$ORDERFLOW" up --invoke-url "$INVOKE_URL" \
