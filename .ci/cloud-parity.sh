@@ -194,6 +194,8 @@ invoke order-saga $f "(.parked | length) == $(jq '[.rmqMessagesByQueue[] | lengt
 invoke identity-register events/identity/identity-register.json '.statusCode == 201'
 # The sample's bearer token is not a live session: the function must say 401, not fail.
 invoke order-get events/order/order-get.json '.statusCode == 401'
+# The same dead token at the HTTP API's authorizer: denied (API Gateway would answer 403).
+invoke identity-authorize events/identity/identity-authorize.json '.isAuthorized == false'
 mark "cargo lambda invoke of one sample per service" "$t"
 
 # The bootstrap custom resource through its own binary and the emulator: a real-shaped
