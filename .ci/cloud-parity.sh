@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Cloud parity (issue 4), after the workspace tests in .ci/run:
+# Cloud parity (issues 4 and 13), after the workspace tests in .ci/run:
 #   1. template.yaml linted by cfn-lint 1.53.3 (the last release that runs the SAM transform)
-#      and by `sam validate --lint`;
+#      and by `sam validate --lint`, and no HTTP route without authorization as `sam deploy
+#      --guided` judges it (it would stop and ask);
 #   2. the LocalStack init script, against a stand-in for awslocal;
-#   3. every function built for Lambda on arm64 with `cargo lambda build --release --arm64`,
-#      with the size of each bootstrap;
+#   3. `sam build`, the command users run (BuildMethod rust-cargolambda: cargo lambda build
+#      --release for arm64, per function), with the size of each bootstrap;
 #   4. the watch path: `cargo lambda watch` serving the real binaries, one sample event per
 #      service invoked with `cargo lambda invoke`, then `orderflow up --invoke-url` driving them
-#      and an order placed over HTTP that must reach CONFIRMED within 60 s.
+#      and an order placed over HTTP that must reach CONFIRMED within 60 s;
+#   5. the init time of every function binary (host build) under a stand-in Runtime API,
+#      with plaintext URLs and with them read by ARN from moto's Secrets Manager.
 # Everything it starts is stopped on exit; the throwaway database, queues and keys are removed.
-# ORDERFLOW_CLOUD_PARITY_SKIP="arm64 watch" skips parts (for a quick local run).
+# ORDERFLOW_CLOUD_PARITY_SKIP="arm64 watch init" skips parts (for a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,7 +30,7 @@ VENV="${ORDERFLOW_CI_VENV:-$HOME/.cache/orderflow-ci/venv}"
 t=$SECONDS
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
-"${PIP[@]}" cfn-lint==1.53.3 cargo-lambda==1.9.2
+"${PIP[@]}" cfn-lint==1.53.3 cargo-lambda==1.9.2 "moto[server]==5.2.1"
 # SAM CLI accepts cfn-lint 1.53.3 beside it; if a future resolver says no, lint without it.
 HAVE_SAM=1
 "${PIP[@]}" aws-sam-cli==1.170.0 cfn-lint==1.53.3 || { HAVE_SAM=0; say "aws-sam-cli did not install with cfn-lint 1.53.3: sam validate skipped"; }
@@ -40,6 +43,7 @@ cfn-lint # reads .cfnlintrc: template.yaml, several regions, no rule ignored
 if [ "$HAVE_SAM" = 1 ]; then
   out=$(sam validate --lint --template template.yaml 2>&1) || { echo "$out"; fail "sam validate --lint"; }
   echo "$out" | grep -i 'valid' || true
+  "$VENV/bin/python" .ci/guided-auth.py || fail "an HTTP route has no authorization: sam deploy --guided would stop"
 fi
 mark "template lint" "$t"
 
@@ -57,23 +61,39 @@ done
 rm -rf "$STUB_STATE"
 say "localstack init script creates every secret and parameter (twice, idempotent)"
 
-# ---- 3. arm64 build ------------------------------------------------------------------------
-# Every binary named by a template function.
-mapfile -t BINARIES < <(grep -E '^\s+Binary: ' template.yaml | awk '{print $2}' | sort)
+# ---- 3. sam build (arm64) -----------------------------------------------------------------
+# Every binary named by a template function, and the function's logical id.
+mapfile -t FUNCTIONS < <(awk '/^  [A-Za-z0-9]+:$/ {id=$1} /^\s+Binary: / {sub(":", "", id); print id " " $2}' template.yaml | sort -k2)
 if [[ $SKIP != *" arm64 "* ]]; then
+  [ "$HAVE_SAM" = 1 ] || fail "sam build needs aws-sam-cli"
   t=$SECONDS
   rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || rustup target add aarch64-unknown-linux-gnu
-  cargo lambda build --release --arm64 --workspace --exclude local --bins --quiet
+  # cargo lambda (and zig, its arm64 linker) from the virtualenv; one function at a time, so
+  # each build after the first reuses the compiled workspace in CARGO_TARGET_DIR.
+  sam build --template template.yaml >"$ROOT/.aws-sam-build.log" 2>&1 \
+    || { tail -60 "$ROOT/.aws-sam-build.log"; fail "sam build"; }
+  tail -12 "$ROOT/.aws-sam-build.log" | grep -E 'Build Succeeded|Built Artifacts|Built Template' || true
   printf '%-22s %10s %8s\n' function bytes MiB
-  for b in "${BINARIES[@]}"; do
-    f="$CARGO_TARGET_DIR/lambda/$b/bootstrap"
-    [ -f "$f" ] || fail "no bootstrap for $b at $f"
+  for entry in "${FUNCTIONS[@]}"; do
+    read -r id b <<<"$entry"
+    f=".aws-sam/build/$id/bootstrap"
+    [ -f "$f" ] || fail "sam build made no bootstrap for $id ($b) at $f"
     # ELF e_machine 183 = AArch64.
     [ "$(od -An -tu2 -j18 -N2 "$f" | tr -d ' ')" = 183 ] || fail "$f is not an arm64 binary"
     size=$(stat -c %s "$f")
     awk -v b="$b" -v s="$size" 'BEGIN { printf "%-22s %10d %8.1f\n", b, s, s / 1048576 }'
   done
-  mark "arm64 build of ${#BINARIES[@]} functions" "$t"
+  mark "sam build of ${#FUNCTIONS[@]} functions (arm64)" "$t"
+fi
+
+# ---- 5. init time per function (before the watch path, which may end the script) -------------
+if [[ $SKIP != *" init "* ]]; then
+  t=$SECONDS
+  cargo build -q --workspace --exclude local --bins
+  mapfile -t HOST_BINS < <(for entry in "${FUNCTIONS[@]}"; do read -r _ b <<<"$entry"; echo "$CARGO_TARGET_DIR/debug/$b"; done)
+  PATH="$VENV/bin:$PATH" python3 .ci/init-times.py "${HOST_BINS[@]}"
+  say "init: x86_64 debug builds on this host, process start to the first invocation request; Lambda adds its own sandbox start"
+  mark "init times of ${#HOST_BINS[@]} functions" "$t"
 fi
 
 [[ $SKIP == *" watch "* ]] && { mark "cloud parity"; exit 0; }
@@ -174,7 +194,44 @@ invoke order-saga $f "(.parked | length) == $(jq '[.rmqMessagesByQueue[] | lengt
 invoke identity-register events/identity/identity-register.json '.statusCode == 201'
 # The sample's bearer token is not a live session: the function must say 401, not fail.
 invoke order-get events/order/order-get.json '.statusCode == 401'
+# The same dead token at the HTTP API's authorizer: denied (API Gateway would answer 403).
+invoke identity-authorize events/identity/identity-authorize.json '.isAuthorized == false'
 mark "cargo lambda invoke of one sample per service" "$t"
+
+# The bootstrap custom resource through its own binary and the emulator: a real-shaped
+# Create whose ResponseURL is a local receiver, which must get SUCCESS (migrations and
+# topology are in place already, so this also shows a repeated run is harmless).
+t=$SECONDS
+RESPONSE="$LOGS/cfn-response.json"
+python3 - "$RESPONSE" >"$LOGS/cfn-receiver.port" 2>"$LOGS/cfn-receiver.log" <<'PY' &
+import http.server, sys
+out = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        open(out, "wb").write(body)
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.handle_request()
+PY
+RECEIVER_PID=$!
+for _ in $(seq 1 50); do [ -s "$LOGS/cfn-receiver.port" ] && break; sleep 0.1; done
+PORT=$(cat "$LOGS/cfn-receiver.port")
+jq -n --arg url "http://127.0.0.1:$PORT/cloudformation-custom-resource-response-useast1/stack%7CBootstrap%7Cci?X-Amz-Signature=x" '{
+  RequestType: "Create", ResponseURL: $url,
+  ServiceToken: "arn:aws:lambda:us-east-1:123456789012:function:orderflow-ops-bootstrap",
+  StackId: "arn:aws:cloudformation:us-east-1:123456789012:stack/orderflow/ci",
+  RequestId: "ci-1", LogicalResourceId: "Bootstrap", ResourceType: "Custom::Bootstrap",
+  ResourceProperties: {FunctionVersion: "1", SeedDemoCatalog: "false"}}' >"$LOGS/event-ops-bootstrap.json"
+cargo lambda invoke ops-bootstrap --data-file "$LOGS/event-ops-bootstrap.json" --invoke-address ::1 \
+  --invoke-port "$WATCH_PORT" --output-format json >"$LOGS/invoke-ops-bootstrap.out" 2>"$LOGS/invoke-ops-bootstrap.log" \
+  || fail "cargo lambda invoke ops-bootstrap: $(cat "$LOGS/invoke-ops-bootstrap.log")"
+wait "$RECEIVER_PID" || true
+jq -e '.Status == "SUCCESS"' "$RESPONSE" >/dev/null || fail "the bootstrap answered $(cat "$RESPONSE" 2>/dev/null)"
+say "invoke ops-bootstrap (Create) -> the response URL got $(jq -c '{Status, Reason, Data}' "$RESPONSE")"
+mark "bootstrap custom resource through cargo lambda watch" "$t"
 
 # End to end: the runner's bridge and front door drive the same binaries through the emulator.
 t=$SECONDS

@@ -8,6 +8,11 @@
 //! keep-alive connection), a body within another (408), and no body may exceed a size (413).
 //! That is why it serves connections with hyper directly: `axum::serve` sets no timer, so
 //! hyper's header read timeout would never fire.
+//!
+//! Protected routes pass the HTTP API's Lambda authorizer first, called as API Gateway
+//! calls it (`Gate`): no identity header is 401 `{"message":"Unauthorized"}` without a call,
+//! a denial is 403 `{"message":"Forbidden"}`, a failing authorizer 500, and an answer is
+//! cached per header value for the authorizer's `ReauthorizeEvery`.
 
 use crate::invoke::Target;
 use axum::body::{Body, Bytes};
@@ -29,6 +34,111 @@ pub struct Route {
     pub path: String,
     pub function: String,
     pub target: Target,
+    /// The Lambda authorizer in front of this route; `None` for a public route.
+    pub authorizer: Option<Arc<Gate>>,
+}
+
+/// A Lambda authorizer (REQUEST, payload 2.0, simple responses) with API Gateway's cache.
+pub struct Gate {
+    pub spec: crate::template::Authorizer,
+    pub target: Target,
+    cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Value)>>,
+}
+
+/// Most cached answers kept; past it the cache starts over (it is only a cache).
+const GATE_CACHE_ENTRIES: usize = 10_000;
+
+impl Gate {
+    pub fn new(spec: crate::template::Authorizer, target: Target) -> Self {
+        Gate {
+            spec,
+            target,
+            cache: Default::default(),
+        }
+    }
+
+    fn cached(&self, identity: &str) -> Option<Value> {
+        let cache = self.cache.lock().ok()?;
+        let (at, answer) = cache.get(identity)?;
+        (at.elapsed() < self.spec.ttl).then(|| answer.clone())
+    }
+
+    fn remember(&self, identity: &str, answer: &Value) {
+        if self.spec.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= GATE_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(
+                identity.to_string(),
+                (std::time::Instant::now(), answer.clone()),
+            );
+        }
+    }
+
+    /// What API Gateway does before the route: `Ok(context)` to pass it on to the route's
+    /// event as `requestContext.authorizer.lambda`, or the answer the client gets.
+    pub async fn check(&self, event: &Value) -> Result<Value, Response> {
+        let identity = event["headers"][self.spec.header.as_str()]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        let Some(identity) = identity else {
+            return Err(gateway_message(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        };
+        let answer = match self.cached(&identity) {
+            Some(answer) => answer,
+            None => {
+                let mut auth_event = event.clone();
+                if let Some(obj) = auth_event.as_object_mut() {
+                    obj.remove("body");
+                    obj.remove("isBase64Encoded");
+                    obj.insert("type".into(), json!("REQUEST"));
+                    obj.insert("identitySource".into(), json!([identity]));
+                    let route_key = obj
+                        .get("routeKey")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .replacen(' ', "/", 1);
+                    obj.insert(
+                        "routeArn".into(),
+                        json!(format!(
+                            "arn:aws:execute-api:local:000000000000:local/$default/{route_key}"
+                        )),
+                    );
+                }
+                match self.target.invoke(auth_event).await {
+                    Ok(answer) => {
+                        self.remember(&identity, &answer);
+                        answer
+                    }
+                    Err(e) => {
+                        tracing::error!(authorizer = %self.spec.binary, error = %e, "authorizer failed");
+                        return Err(gateway_message(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal Server Error",
+                        ));
+                    }
+                }
+            }
+        };
+        if answer.get("isAuthorized").and_then(Value::as_bool) == Some(true) {
+            Ok(answer.get("context").cloned().unwrap_or_else(|| json!({})))
+        } else {
+            Err(gateway_message(StatusCode::FORBIDDEN, "Forbidden"))
+        }
+    }
+}
+
+/// API Gateway's own answers (`{"message": ...}`), not a function's.
+fn gateway_message(status: StatusCode, message: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "message": message }).to_string()))
+        .unwrap_or_default()
 }
 
 pub struct Front {
@@ -207,15 +317,27 @@ async fn handle(State(front): State<Arc<Front>>, req: axum::extract::Request) ->
             error(StatusCode::NOT_FOUND, "not_found", "no such route")
         };
     };
+    let mut event = v2_event(route, method, uri, headers, &[], params);
+    if let Some(ip) = peer {
+        event["requestContext"]["http"]["sourceIp"] = Value::String(ip.to_string());
+    }
+    // The authorizer runs first, as on API Gateway: a caller without a session costs no
+    // body buffering either.
+    if let Some(gate) = &route.authorizer {
+        match gate.check(&event).await {
+            Ok(context) => event["requestContext"]["authorizer"] = json!({ "lambda": context }),
+            Err(resp) => {
+                shared::metrics::HTTP_REQUESTS.inc(&[&route.function, resp.status().as_str()]);
+                return resp;
+            }
+        }
+    }
     // Only a routed request's body is read: an unknown path costs no buffering.
     let body = match read_body(headers, body, &front.limits).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let mut event = v2_event(route, method, uri, headers, &body, params);
-    if let Some(ip) = peer {
-        event["requestContext"]["http"]["sourceIp"] = Value::String(ip.to_string());
-    }
+    set_body(&mut event, &body);
     // The function's own log lines (in-process) carry the route and request id; handlers
     // that know an order add its id in a span of their own.
     let span = tracing::info_span!(
@@ -309,17 +431,22 @@ pub fn v2_event(
     if !params.is_empty() {
         event["pathParameters"] = json!(params);
     }
-    if !body.is_empty() {
-        match std::str::from_utf8(body) {
-            Ok(text) => event["body"] = Value::String(text.to_string()),
-            Err(_) => {
-                event["body"] =
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(body));
-                event["isBase64Encoded"] = Value::Bool(true);
-            }
+    set_body(&mut event, body);
+    event
+}
+
+/// The body as API Gateway puts it in a v2 event: text, or base64 when not UTF-8.
+fn set_body(event: &mut Value, body: &[u8]) {
+    if body.is_empty() {
+        return;
+    }
+    match std::str::from_utf8(body) {
+        Ok(text) => event["body"] = Value::String(text.to_string()),
+        Err(_) => {
+            event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
+            event["isBase64Encoded"] = Value::Bool(true);
         }
     }
-    event
 }
 
 /// A function's v2 answer as an HTTP response.
@@ -513,6 +640,73 @@ mod tests {
             .expect_err("never ends");
         assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(slow.headers()["connection"], "close");
+    }
+
+    /// An authorizer that allows the token `good`, fails on `boom`, and counts its calls.
+    struct StubAuthorizer(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl shared::Function for StubAuthorizer {
+        async fn invoke(&self, event: Value) -> Result<Value, shared::lambda::FunctionError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(event["type"], "REQUEST");
+            assert!(event.get("body").is_none(), "an authorizer gets no body");
+            match event["identitySource"][0].as_str() {
+                Some("Bearer good") => {
+                    Ok(json!({"isAuthorized": true, "context": {"user_id": "u1"}}))
+                }
+                Some("Bearer boom") => Err("redis down".into()),
+                _ => Ok(json!({"isAuthorized": false})),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gate_answers_as_api_gateway_does_and_caches_per_header_value() {
+        let stub = Arc::new(StubAuthorizer(Default::default()));
+        let gate = Gate::new(
+            crate::template::Authorizer {
+                name: "SessionAuthorizer".into(),
+                binary: "identity-authorize".into(),
+                header: "authorization".into(),
+                ttl: Duration::from_secs(60),
+            },
+            Target::InProcess(stub.clone()),
+        );
+        let calls = || stub.0.load(std::sync::atomic::Ordering::SeqCst);
+        let event = |auth: Option<&str>| {
+            let mut e = json!({"routeKey": "POST /orders", "headers": {}, "body": "{}"});
+            if let Some(a) = auth {
+                e["headers"]["authorization"] = json!(a);
+            }
+            e
+        };
+        let status = |r: Result<Value, Response>| r.err().map(|r| r.status().as_u16());
+
+        assert_eq!(status(gate.check(&event(None)).await), Some(401));
+        assert_eq!(calls(), 0, "no header, no call");
+        assert_eq!(
+            status(gate.check(&event(Some("Bearer bad"))).await),
+            Some(403)
+        );
+        assert_eq!(
+            status(gate.check(&event(Some("Bearer boom"))).await),
+            Some(500)
+        );
+        let ctx = gate.check(&event(Some("Bearer good"))).await.ok();
+        assert_eq!(ctx, Some(json!({"user_id": "u1"})));
+        let before = calls();
+        assert!(gate.check(&event(Some("Bearer good"))).await.is_ok());
+        assert_eq!(
+            status(gate.check(&event(Some("Bearer bad"))).await),
+            Some(403)
+        );
+        assert_eq!(calls(), before, "answers come from the cache");
+        assert_eq!(
+            status(gate.check(&event(Some("Bearer boom"))).await),
+            Some(500)
+        );
+        assert_eq!(calls(), before + 1, "a failure is never cached");
     }
 
     #[test]

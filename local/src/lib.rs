@@ -18,10 +18,12 @@ pub mod registry;
 pub mod reshard;
 pub mod seed;
 pub mod stack;
-pub mod template;
 pub mod timeline;
 pub mod topology;
 pub mod verify;
+
+/// template.yaml read into specs (shared with the bootstrap custom resource).
+pub use ops::template;
 
 /// Broker queue names (unprefixed) of every queue trigger in the template: each shard
 /// queue of a sharded function (each has its own dead-letter queue).

@@ -237,8 +237,11 @@ async fn dlq(cfg: shared::Config, queues: &[String], action: DlqAction) -> anyho
     result
 }
 
-fn config() -> anyhow::Result<shared::Config> {
-    let mut cfg = shared::Config::from_env()?;
+/// The environment's configuration, with any secrets it names by ARN read first (as the
+/// Lambda binaries do), so `orderflow topology` or `migrate` can run with a deploy's
+/// environment.
+async fn config() -> anyhow::Result<shared::Config> {
+    let mut cfg = shared::secrets::config_from_env().await?;
     // One process hosts every function: give it a pool for all of them.
     if std::env::var_os("DB_POOL_SIZE").is_none() {
         cfg.db_pool_size = 32;
@@ -258,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let template_text = source.text.clone();
     let specs = source.specs()?;
     let queues = local::template_queues(&specs);
-    let cfg = config()?;
+    let cfg = config().await?;
     match cli.command {
         Command::Up {
             invoke_url,

@@ -3,6 +3,10 @@
 
 use shared::Constructor;
 
+/// Template functions the runner does not host: the bootstrap custom resource is invoked
+/// by CloudFormation on a deploy; `up` runs the same `ops::prepare` itself.
+pub const NOT_HOSTED: [&str; 1] = ["ops-bootstrap"];
+
 /// All functions of all services.
 pub fn all() -> Vec<(&'static str, Constructor)> {
     [
@@ -27,12 +31,7 @@ pub fn find(binary: &str) -> Option<Constructor> {
 
 /// Runs every service's migrations (each in its own schema).
 pub async fn migrate_all(database_url: &str) -> anyhow::Result<()> {
-    identity::migrate(database_url).await?;
-    inventory::migrate(database_url).await?;
-    payment::migrate(database_url).await?;
-    notification::migrate(database_url).await?;
-    order::migrate(database_url).await?;
-    Ok(())
+    ops::prepare::migrate_all(database_url).await
 }
 
 /// Schemas that keep an outbox.

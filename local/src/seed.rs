@@ -5,33 +5,9 @@ use inventory::ProductSeed;
 use shared::context::Context;
 use std::time::Duration;
 
-/// The demo catalog: plenty of most things, and one scarce product so that some orders
-/// run out of stock.
+/// The demo catalog (shared with the bootstrap custom resource).
 pub fn demo_catalog() -> Vec<ProductSeed> {
-    let p = |id: &str, name: &str, price: i64, stock: i32| ProductSeed {
-        product_id: id.into(),
-        name: name.into(),
-        price_cents: price,
-        currency: "EUR".into(),
-        stock,
-    };
-    vec![
-        p(
-            "sku-coffee",
-            "Single-origin coffee beans 1 kg",
-            2490,
-            100_000,
-        ),
-        p("sku-mug", "Stoneware mug", 1200, 100_000),
-        p("sku-grinder", "Burr grinder", 8900, 100_000),
-        p("sku-kettle", "Gooseneck kettle", 5900, 100_000),
-        p(
-            "sku-limited",
-            "Limited edition dripper (numbered)",
-            14900,
-            10,
-        ),
-    ]
+    ops::catalog::demo()
 }
 
 pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Vec<ProductSeed>> {

@@ -114,103 +114,13 @@ pub async fn preflight(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Migrations of every service and the broker topology of every queue trigger.
+/// Migrations of every service and the broker topology of every queue trigger (the same
+/// code the bootstrap custom resource runs on a deploy).
 pub async fn prepare(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
-    create_database_if_missing(&cfg.database_url).await?;
-    crate::registry::migrate_all(&cfg.database_url).await?;
-    declare_topology(cfg, specs).await
+    ops::prepare::prepare(cfg, specs).await
 }
 
-/// A first run should not need a manual `createdb`: create the database named by the URL
-/// when the server answers that it does not exist.
-pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
-    use sqlx::Connection as _;
-    let err = match sqlx::PgConnection::connect(database_url).await {
-        Ok(conn) => {
-            let _ = conn.close().await;
-            return Ok(());
-        }
-        Err(e) => e,
-    };
-    let missing = err
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "3D000");
-    if !missing {
-        anyhow::bail!(
-            "cannot reach Postgres at {}: {err}",
-            shared::config::redact(database_url)
-        );
-    }
-    let mut url = url::Url::parse(database_url)?;
-    let name = url.path().trim_start_matches('/').to_string();
-    anyhow::ensure!(
-        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "database name {name:?} must be [A-Za-z0-9_]"
-    );
-    url.set_path("/postgres");
-    let mut admin = sqlx::PgConnection::connect(url.as_str())
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach Postgres at {}: {e}",
-                shared::config::redact(url.as_str())
-            )
-        })?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await?;
-    tracing::info!(database = %name, "created the database");
-    Ok(())
-}
-
-pub async fn declare_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
-    let conn = shared::publisher::connect(&cfg.amqp_url, "topology").await?;
-    let ch = conn.create_channel().await?;
-    shared::topology::declare(
-        &ch,
-        &shared::topology::Names::new(cfg.prefix.clone()),
-        &template::queue_specs(specs),
-    )
-    .await
-    .context(
-        "declaring the broker topology (if a queue exists with other arguments, from an \
-             older version: `orderflow topology --delete` removes this prefix's queues once they \
-             are drained)",
-    )?;
-    let _ = conn.close(200, "topology declared".into()).await;
-    Ok(())
-}
-
-/// Removes this prefix's queues, dead-letter queues and exchanges (tests and throwaway
-/// stacks; never needed in normal operation).
-pub async fn delete_topology(cfg: &Config, specs: &[FunctionSpec]) -> anyhow::Result<()> {
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let names = shared::topology::Names::new(cfg.prefix.clone());
-    let conn = shared::publisher::connect(&cfg.amqp_url, "topology").await?;
-    let ch = conn.create_channel().await?;
-    for spec in template::queue_specs(specs) {
-        for q in spec.broker_queues() {
-            for name in [names.queue(&q), names.dead_letter_queue(&q)] {
-                ch.queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                    .await?;
-            }
-        }
-        if spec.shards > 1 {
-            ch.exchange_delete(
-                names.shard_exchange(&spec.queue).as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await?;
-        }
-    }
-    for ex in [names.events_exchange(), names.dead_letter_exchange()] {
-        ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
-            .await?;
-    }
-    let _ = conn.close(200, "topology deleted".into()).await;
-    Ok(())
-}
+pub use ops::prepare::{create_database_if_missing, declare_topology, delete_topology};
 
 impl Stack {
     pub async fn start(cfg: Config, opts: StackOptions) -> anyhow::Result<Stack> {
@@ -242,8 +152,8 @@ impl Stack {
         )));
         let mut routes = Vec::new();
         let vhost = cfg.vhost();
-        for spec in &specs {
-            let target = match &opts.invoke_url {
+        let target_of = |spec: &FunctionSpec| -> anyhow::Result<Target> {
+            Ok(match &opts.invoke_url {
                 Some(url) => Target::remote(url, &spec.binary),
                 None => {
                     let ctor = find(&spec.binary).with_context(|| {
@@ -255,7 +165,37 @@ impl Stack {
                     }
                     Target::InProcess(function)
                 }
+            })
+        };
+        // The HTTP API's authorizers, one (with its cache) per name, as API Gateway has.
+        let mut gates: std::collections::HashMap<String, Arc<front::Gate>> = Default::default();
+        for spec in specs.iter().flat_map(|s| &s.triggers) {
+            let Trigger::Http {
+                authorizer: Some(a),
+                ..
+            } = spec
+            else {
+                continue;
             };
+            if gates.contains_key(&a.name) {
+                continue;
+            }
+            let owner = specs
+                .iter()
+                .find(|s| s.binary == a.binary)
+                .with_context(|| format!("authorizer {} names no function", a.name))?;
+            gates.insert(
+                a.name.clone(),
+                Arc::new(front::Gate::new(a.clone(), target_of(owner)?)),
+            );
+        }
+        for spec in &specs {
+            // Functions without a trigger of their own (the authorizer, run above by the
+            // front door; the deploy's bootstrap custom resource) are not wired here.
+            if spec.triggers.is_empty() {
+                continue;
+            }
+            let target = target_of(spec)?;
             for trigger in &spec.triggers {
                 match trigger {
                     Trigger::Mq {
@@ -281,11 +221,18 @@ impl Stack {
                             tasks.push(tokio::spawn(bridge::run(t, rx.clone())));
                         }
                     }
-                    Trigger::Http { method, path } => routes.push(Route {
+                    Trigger::Http {
+                        method,
+                        path,
+                        authorizer,
+                    } => routes.push(Route {
                         method: method.clone(),
                         path: path.clone(),
                         function: spec.binary.clone(),
                         target: target.clone(),
+                        authorizer: authorizer
+                            .as_ref()
+                            .and_then(|a| gates.get(&a.name).cloned()),
                     }),
                     Trigger::Schedule { every, expression } => {
                         let every = opts.schedule_every.unwrap_or(*every);

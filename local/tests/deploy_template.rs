@@ -1,6 +1,9 @@
 //! template.yaml is deployable as it stands: every queue trigger batches explicitly, every
-//! dead-letter queue, function and outbox relay has its alarm, no connection URL is written in
-//! the file, and the stack can create its broker or use an existing one.
+//! dead-letter queue, function and outbox relay has its alarm, no credential is written in
+//! the file or resolved into a function's configuration (functions read secrets at init,
+//! allowed by one policy on exactly those secrets), the bootstrap runs before any function,
+//! every route is behind the session authorizer or said to be public, and the stack can
+//! create its data stores and broker or use existing ones.
 //! (cfn-lint 1.53.3 and `sam validate --lint` check the rest in `.ci/cloud-parity.sh`.)
 
 use serde_yaml::Value;
@@ -58,7 +61,7 @@ fn every_queue_trigger_sets_its_batch_size_and_window_and_reads_the_stacks_broke
     let doc = template();
     let mut queues = 0;
     for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
-        for (_, ev) in f["Properties"]["Events"].as_mapping().expect("Events") {
+        for (_, ev) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
             if ev["Type"].as_str() != Some("MQ") {
                 continue;
             }
@@ -163,20 +166,27 @@ fn every_outbox_relay_has_a_lag_alarm_on_the_metric_the_relays_emit() {
 }
 
 #[test]
-fn connection_urls_come_only_from_secrets_manager() {
+fn credentials_are_read_from_secrets_manager_at_init_never_put_in_the_configuration() {
     let doc = template();
     let vars = &doc["Globals"]["Function"]["Environment"]["Variables"];
-    for name in ["DATABASE_URL", "REDIS_URL", "AMQP_URL"] {
-        let mut found = Vec::new();
-        strings(&vars[name], &mut found);
+    for name in ["DATABASE_SECRET_ARN", "REDIS_SECRET_ARN", "AMQP_SECRET_ARN"] {
+        assert!(!vars[name].is_null(), "{name} is set for every function");
+    }
+    // No function's environment resolves a secret at deploy time (its value would be
+    // readable by anyone who may read the function's configuration).
+    let mut env = Vec::new();
+    strings(&doc["Globals"]["Function"]["Environment"], &mut env);
+    for (_, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        strings(&f["Properties"]["Environment"], &mut env);
+    }
+    for s in &env {
         assert!(
-            found
-                .iter()
-                .any(|s| s.contains("{{resolve:secretsmanager:")),
-            "{name} is not a Secrets Manager dynamic reference: {found:?}"
+            !s.contains("{{resolve:"),
+            "a resolved secret in an environment: {s}"
         );
     }
-    // Parameter descriptions may show what a URL looks like; values may not hold one.
+    // Parameter descriptions may show what a URL looks like; values may not hold one with
+    // credentials.
     let mut all = Vec::new();
     for section in ["Globals", "Resources", "Outputs", "Conditions"] {
         strings(&doc[section], &mut all);
@@ -185,19 +195,235 @@ fn connection_urls_come_only_from_secrets_manager() {
         strings(&p["Default"], &mut all);
     }
     for s in &all {
-        for scheme in ["postgres://", "redis://", "rediss://", "amqp://"] {
-            assert!(
-                !s.contains(scheme),
-                "a literal {scheme} URL in template.yaml: {s}"
-            );
-        }
-        if let Some(rest) = s.strip_prefix("amqps://") {
-            assert!(
-                rest.starts_with("{{resolve:secretsmanager:"),
-                "amqps:// URL without its credentials from a secret: {s}"
-            );
+        for scheme in [
+            "postgres://",
+            "redis://",
+            "rediss://",
+            "amqp://",
+            "amqps://",
+        ] {
+            if let Some(at) = s.find(scheme) {
+                let rest = &s[at + scheme.len()..];
+                let authority = rest.split('/').next().unwrap_or(rest);
+                assert!(
+                    !authority.contains('@'),
+                    "a {scheme} URL with credentials in template.yaml: {s}"
+                );
+            }
         }
     }
+}
+
+#[test]
+fn every_function_may_read_exactly_the_stacks_secrets_and_nothing_else() {
+    let doc = template();
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        let policies = f["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{id}: Policies"));
+        assert!(
+            policies.iter().any(|p| tag(p).as_deref() == Some("!Ref")
+                && untag(p).as_str() == Some("FunctionSecretsPolicy")),
+            "{id}: FunctionSecretsPolicy"
+        );
+    }
+    let policy = &doc["Resources"]["FunctionSecretsPolicy"];
+    assert_eq!(policy["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("Statement");
+    assert_eq!(statements.len(), 1);
+    assert_eq!(
+        statements[0]["Action"].as_str(),
+        Some("secretsmanager:GetSecretValue")
+    );
+    // The resources are the secrets the environment names (and those the payment and
+    // webhook functions name), each by reference: no wildcard.
+    let mut granted = Vec::new();
+    strings(&statements[0]["Resource"], &mut granted);
+    assert!(!granted.iter().any(|r| r.contains('*')), "{granted:?}");
+    let mut named = Vec::new();
+    let vars = &doc["Globals"]["Function"]["Environment"]["Variables"];
+    for name in ["DATABASE_SECRET_ARN", "REDIS_SECRET_ARN", "AMQP_SECRET_ARN"] {
+        strings(&vars[name], &mut named);
+    }
+    for (_, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        if let Some(v) = f["Properties"]["Environment"]["Variables"].as_mapping() {
+            for (k, val) in v {
+                if k.as_str().is_some_and(|k| k.ends_with("_SECRET_ARN")) {
+                    strings(val, &mut named);
+                }
+            }
+        }
+    }
+    let conditions: BTreeSet<&str> = doc["Conditions"]
+        .as_mapping()
+        .expect("Conditions")
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    let refs = |v: &[String]| -> BTreeSet<String> {
+        v.iter()
+            .filter(|s| !conditions.contains(s.as_str()) && *s != "AWS::NoValue")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(refs(&granted), refs(&named));
+}
+
+#[test]
+fn every_function_waits_for_the_bootstrap_which_runs_on_every_code_change() {
+    let doc = template();
+    // Every function, and so every queue trigger (shards included): an event source
+    // mapping refers to its function, which waits for the bootstrap.
+    let mut queue_triggers = 0;
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        if id == "BootstrapFunction" {
+            continue;
+        }
+        queue_triggers += f["Properties"]["Events"].as_mapping().map_or(0, |e| {
+            e.values()
+                .filter(|ev| ev["Type"].as_str() == Some("MQ"))
+                .count()
+        });
+        assert_eq!(f["DependsOn"].as_str(), Some("Bootstrap"), "{id}");
+    }
+    assert!(queue_triggers > 0);
+    let bootstrap = &doc["Resources"]["Bootstrap"];
+    assert_eq!(bootstrap["Type"].as_str(), Some("Custom::Bootstrap"));
+    let mut token = Vec::new();
+    strings(&bootstrap["Properties"]["ServiceToken"], &mut token);
+    assert_eq!(token, ["BootstrapFunction.Arn"]);
+    // A new function version (migrations and topology are compiled in) changes this
+    // property, so CloudFormation sends an Update and the bootstrap runs again.
+    let version = &bootstrap["Properties"]["FunctionVersion"];
+    assert_eq!(untag(version).as_str(), Some("BootstrapFunction.Version"));
+    let function = &doc["Resources"]["BootstrapFunction"];
+    assert!(function["Properties"]["AutoPublishAlias"].is_string());
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"].as_str(),
+        Some("ops-bootstrap")
+    );
+}
+
+#[test]
+fn every_route_is_protected_by_the_session_authorizer_or_said_to_be_public() {
+    let doc = template();
+    let auth = &doc["Resources"]["HttpApi"]["Properties"]["Auth"];
+    assert_eq!(
+        auth["DefaultAuthorizer"].as_str(),
+        Some("SessionAuthorizer")
+    );
+    let authorizer = &auth["Authorizers"]["SessionAuthorizer"];
+    assert_eq!(authorizer["EnableSimpleResponses"].as_bool(), Some(true));
+    assert_eq!(
+        authorizer["AuthorizerPayloadFormatVersion"].as_str(),
+        Some("2.0")
+    );
+    assert!(
+        authorizer["Identity"]["ReauthorizeEvery"]
+            .as_u64()
+            .is_some_and(|t| t > 0)
+    );
+    let mut public = BTreeSet::new();
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        let Some(events) = f["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, ev) in events
+            .iter()
+            .filter(|(_, e)| e["Type"].as_str() == Some("HttpApi"))
+        {
+            let p = &ev["Properties"];
+            match p["Auth"]["Authorizer"].as_str() {
+                Some("NONE") => {
+                    public.insert(format!(
+                        "{} {}",
+                        p["Method"].as_str().unwrap_or_default(),
+                        p["Path"].as_str().unwrap_or_default()
+                    ));
+                }
+                None => {}
+                Some(other) => panic!("{id}: unknown authorizer {other}"),
+            }
+        }
+    }
+    assert_eq!(
+        public,
+        BTreeSet::from(
+            [
+                "POST /users",
+                "POST /sessions",
+                "GET /products",
+                "GET /products/{id}/stock",
+                "GET /stock"
+            ]
+            .map(str::to_string)
+        )
+    );
+}
+
+#[test]
+fn the_complete_stack_is_created_only_on_request_and_opens_no_port_to_the_world() {
+    let doc = template();
+    assert_eq!(
+        doc["Parameters"]["CreateDataStores"]["Default"].as_str(),
+        Some("false")
+    );
+    for ty in [
+        "AWS::EC2::VPC",
+        "AWS::EC2::Subnet",
+        "AWS::EC2::SecurityGroup",
+        "AWS::EC2::SecurityGroupIngress",
+        "AWS::EC2::SecurityGroupEgress",
+        "AWS::EC2::VPCEndpoint",
+        "AWS::RDS::DBInstance",
+        "AWS::ElastiCache::ReplicationGroup",
+    ] {
+        let found = resources_of_type(&doc, ty);
+        assert!(!found.is_empty(), "{ty}");
+        for (id, r) in found {
+            assert_eq!(r["Condition"].as_str(), Some("CreateDataStores"), "{id}");
+        }
+    }
+    // Nothing comes in from an address range: every ingress names a security group.
+    for (id, sg) in resources_of_type(&doc, "AWS::EC2::SecurityGroup") {
+        assert!(sg["Properties"]["SecurityGroupIngress"].is_null(), "{id}");
+        assert!(
+            sg["Properties"]["SecurityGroupEgress"].is_sequence(),
+            "{id}: egress said explicitly (not the default all-traffic rule)"
+        );
+    }
+    for (id, rule) in resources_of_type(&doc, "AWS::EC2::SecurityGroupIngress") {
+        assert!(rule["Properties"]["CidrIp"].is_null(), "{id}");
+        assert!(
+            !rule["Properties"]["SourceSecurityGroupId"].is_null(),
+            "{id}"
+        );
+    }
+    let mut services = BTreeSet::new();
+    for (_, e) in resources_of_type(&doc, "AWS::EC2::VPCEndpoint") {
+        let mut name = Vec::new();
+        strings(&e["Properties"]["ServiceName"], &mut name);
+        if let Some(n) = name.first().and_then(|n| n.rsplit('.').next()) {
+            services.insert(n.to_string());
+        }
+    }
+    for needed in [
+        "secretsmanager",
+        "logs",
+        "monitoring",
+        "lambda",
+        "sts",
+        "s3",
+    ] {
+        assert!(services.contains(needed), "{needed} endpoint: {services:?}");
+    }
+    let db = &doc["Resources"]["Database"]["Properties"];
+    assert_eq!(db["PubliclyAccessible"].as_bool(), Some(false));
+    assert_eq!(db["ManageMasterUserPassword"].as_bool(), Some(true));
+    let cache = &doc["Resources"]["Cache"]["Properties"];
+    assert_eq!(cache["TransitEncryptionEnabled"].as_bool(), Some(true));
 }
 
 #[test]
@@ -218,11 +444,17 @@ fn the_broker_is_created_only_when_no_existing_one_is_named() {
         broker["Properties"]["PubliclyAccessible"].as_bool(),
         Some(false)
     );
-    let secrets = resources_of_type(&doc, "AWS::SecretsManager::Secret");
-    assert_eq!(secrets.len(), 1);
+    let secrets: BTreeSet<(String, Option<&str>)> =
+        resources_of_type(&doc, "AWS::SecretsManager::Secret")
+            .into_iter()
+            .map(|(id, s)| (id, s["Condition"].as_str()))
+            .collect();
     assert_eq!(
-        secrets[0].1["Condition"].as_str(),
-        Some("CreateBrokerSecret")
+        secrets,
+        BTreeSet::from([
+            ("BrokerCredentials".to_string(), Some("CreateBrokerSecret")),
+            ("CacheAuthToken".to_string(), Some("CreateDataStores")),
+        ])
     );
     // A deploy without hand edits needs every parameter without a default to be one that
     // `sam deploy --guided` can ask for. PaymentGateway has none on purpose: a deploy says
@@ -234,16 +466,7 @@ fn the_broker_is_created_only_when_no_existing_one_is_named() {
         .filter(|(_, p)| p.get("Default").is_none())
         .filter_map(|(k, _)| k.as_str())
         .collect();
-    assert_eq!(
-        required,
-        BTreeSet::from([
-            "DatabaseUrlSecretArn",
-            "PaymentGateway",
-            "RedisUrlSecretArn",
-            "SecurityGroupIds",
-            "SubnetIds"
-        ])
-    );
+    assert_eq!(required, BTreeSet::from(["PaymentGateway"]));
 }
 
 #[test]
@@ -300,9 +523,7 @@ fn every_http_function_has_reserved_concurrency_and_no_queue_function_does() {
     for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
         let is_http = f["Properties"]["Events"]
             .as_mapping()
-            .expect("Events")
-            .values()
-            .any(|ev| ev["Type"].as_str() == Some("HttpApi"));
+            .is_some_and(|e| e.values().any(|ev| ev["Type"].as_str() == Some("HttpApi")));
         let rce = &f["Properties"]["ReservedConcurrentExecutions"];
         if !is_http {
             // Capping a consumer would only slow the drain of its queue.
@@ -342,7 +563,7 @@ fn logging_out_everywhere_is_routed_to_the_logout_function() {
         assert!(
             logout.triggers.iter().any(|t| matches!(
                 t,
-                local::template::Trigger::Http { method, path: p } if method == "DELETE" && p == path
+                local::template::Trigger::Http { method, path: p, .. } if method == "DELETE" && p == path
             )),
             "DELETE {path}"
         );

@@ -267,7 +267,11 @@ pub fn client_addr(req: &Request) -> Option<String> {
 }
 
 pub fn bearer(req: &Request) -> Option<&str> {
-    let value = header(req, "authorization")?;
+    bearer_token(header(req, "authorization")?)
+}
+
+/// The token of an `Authorization` header value `Bearer <token>` (scheme in any case).
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }

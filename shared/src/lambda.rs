@@ -150,7 +150,10 @@ pub fn serve(constructor: Constructor) -> impl Future<Output = Result<(), lambda
     async move {
         crate::telemetry::init();
         crate::metrics::emf::enable();
-        let config = crate::Config::from_env()?;
+        // Secrets named by their ARNs are read once, here, before anything connects.
+        let config = crate::secrets::config_from_env()
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         let ctx = Context::new(config)?;
         let function = constructor(&ctx);
         if let Some(error) = function.init_error() {

@@ -22,7 +22,9 @@ pub mod publisher;
 pub mod ratelimit;
 pub mod rmq;
 pub mod runner;
+pub mod secrets;
 pub mod session;
+pub mod sigv4;
 pub mod telemetry;
 pub mod topology;
 

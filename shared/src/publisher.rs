@@ -157,9 +157,17 @@ pub trait Publish: Send + Sync {
 /// each used by one publish at a time. Returned messages are matched to confirms per
 /// channel, so two batches sharing a channel (the local runner hosts every function in one
 /// process) could each be blamed for the other's unroutable message.
+///
+/// A connection can go stale without lapin knowing: a Lambda environment frozen between
+/// invocations misses the broker's heartbeats, the broker (or a NAT on the way) drops the
+/// connection, and the first publish after the thaw is written to a dead socket. So a
+/// publish that fails with a broker error is tried once more on a new connection before
+/// the batch fails; a duplicate that may cause is what consumers' inboxes are for.
 #[derive(Clone)]
 pub struct AmqpPublisher {
     url: String,
+    /// Shown by the broker as the connection's name (`orderflow-<name>`).
+    name: String,
     state: Arc<Mutex<Pool>>,
     confirm_timeout: Duration,
 }
@@ -175,8 +183,14 @@ const MAX_IDLE_CHANNELS: usize = 16;
 
 impl AmqpPublisher {
     pub fn new(url: impl Into<String>) -> Self {
+        Self::named(url, "publisher")
+    }
+
+    /// Same, with the connection shown by the broker as `orderflow-<name>`.
+    pub fn named(url: impl Into<String>, name: impl Into<String>) -> Self {
         AmqpPublisher {
             url: url.into(),
+            name: name.into(),
             state: Arc::new(Mutex::new(Pool::default())),
             confirm_timeout: Duration::from_secs(10),
         }
@@ -189,7 +203,7 @@ impl AmqpPublisher {
             Some(conn) if conn.status().connected() => conn,
             _ => {
                 pool.idle.clear();
-                connect(&self.url, "publisher").await?
+                connect(&self.url, &self.name).await?
             }
         };
         let mut idle = None;
@@ -253,26 +267,33 @@ impl AmqpPublisher {
     }
 }
 
+impl AmqpPublisher {
+    /// One try: a channel, the publish, and the channel back (or the connection reset).
+    async fn attempt(&self, messages: &[OutMessage]) -> Result<(), PublishError> {
+        let ch = self.check_out().await?;
+        let result = self.publish_on(&ch, messages).await;
+        match &result {
+            // The channel is healthy: the broker answered every message.
+            Ok(()) | Err(PublishError::Unroutable { .. }) => self.check_in(ch).await,
+            Err(_) => self.reset().await,
+        }
+        result
+    }
+}
+
 #[async_trait]
 impl Publish for AmqpPublisher {
     async fn publish(&self, messages: &[OutMessage]) -> Result<(), PublishError> {
         if messages.is_empty() {
             return Ok(());
         }
-        let ch = match self.check_out().await {
-            Ok(ch) => ch,
-            Err(e) => {
-                crate::metrics::PUBLISH_FAILURES.inc(&[]);
-                return Err(e);
-            }
-        };
-        // Measured from the first publish, so a reconnect does not count as confirm latency.
         let started = std::time::Instant::now();
-        let result = self.publish_on(&ch, messages).await;
-        match &result {
-            // The channel is healthy: the broker answered every message.
-            Ok(()) | Err(PublishError::Unroutable { .. }) => self.check_in(ch).await,
-            Err(_) => self.reset().await,
+        let mut result = self.attempt(messages).await;
+        // Only a broker (I/O, channel or connection) error says the connection may have
+        // been stale; a nack, a timeout or an unroutable message would fail again.
+        if let Err(e @ PublishError::Broker(_)) = &result {
+            tracing::warn!(error = %e, "publish failed on a stale connection: reconnecting and retrying once");
+            result = self.attempt(messages).await;
         }
         record(messages, started.elapsed(), &result);
         result

@@ -1,6 +1,8 @@
-//! Orderflow identity service: registration, login and logout (HTTP functions), users in
-//! Postgres (`identity` schema), argon2 password hashes, sessions in Redis via `shared`.
+//! Orderflow identity service: registration, login and logout (HTTP functions), the HTTP
+//! API's session authorizer, users in Postgres (`identity` schema), argon2 password hashes,
+//! sessions in Redis via `shared`.
 
+pub mod authorize;
 pub mod domain;
 pub mod functions;
 pub mod password;
@@ -21,4 +23,5 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("identity-register", functions::register),
     ("identity-login", functions::login),
     ("identity-logout", functions::logout),
+    ("identity-authorize", authorize::authorize),
 ];

@@ -46,8 +46,8 @@ pub enum WebhookConfigError {
     )]
     NoSecret,
     #[error(
-        "NOTIFICATION_WEBHOOK_SECRET_ARN is set, but secrets are not fetched from Secrets \
-         Manager at init yet: resolve the secret into NOTIFICATION_WEBHOOK_SECRET"
+        "NOTIFICATION_WEBHOOK_SECRET_ARN is set but was not read: the Lambda binaries read \
+         it at init (shared::secrets); elsewhere set NOTIFICATION_WEBHOOK_SECRET"
     )]
     SecretArnOnly,
     #[error("NOTIFICATION_WEBHOOK_SECRET must be whsec_ followed by base64 of 24 to 64 bytes")]

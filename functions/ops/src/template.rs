@@ -1,12 +1,17 @@
 //! Reads template.yaml, the one source of truth for functions and their triggers, into the
-//! specs the runner wires: queue triggers, HTTP routes and schedules.
+//! specs the runner wires: queue triggers, HTTP routes and schedules. Shared by the runner
+//! and the bootstrap custom resource, so a deploy declares the topology `orderflow
+//! topology` declares.
 
 use anyhow::{Context as _, bail};
 use serde_yaml::Value;
 use std::time::Duration;
 
+pub use crate::authorizers::Authorizer;
+use crate::authorizers::{api_authorizers, route_authorizer};
+
 /// The template compiled into the runner, so `orderflow` works from any directory.
-pub const EMBEDDED: &str = include_str!("../../template.yaml");
+pub const EMBEDDED: &str = include_str!("../../../template.yaml");
 
 /// The environment variable that carries `--template` to the runners that `chaos` and
 /// `bench` start as child processes, so they run the same template as their parent.
@@ -77,6 +82,9 @@ pub enum Trigger {
     Http {
         method: String,
         path: String,
+        /// The Lambda authorizer API Gateway runs first; `None` for a public route
+        /// (`Auth: Authorizer: NONE`, or an API without a default authorizer).
+        authorizer: Option<Authorizer>,
     },
     Schedule {
         every: Duration,
@@ -90,6 +98,7 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<FunctionSpec>> {
         .get("Resources")
         .and_then(Value::as_mapping)
         .context("template has no Resources")?;
+    let apis = api_authorizers(resources)?;
     let mut specs = Vec::new();
     for (id, res) in resources {
         if res.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
@@ -114,11 +123,14 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<FunctionSpec>> {
                     .collect()
             })
             .unwrap_or_default();
+        // A function without events (the authorizer, the bootstrap custom resource) is
+        // invoked by API Gateway or CloudFormation, not by a trigger of its own.
+        let no_events = serde_yaml::Mapping::new();
         let events = res
             .get("Properties")
             .and_then(|p| p.get("Events"))
             .and_then(Value::as_mapping)
-            .with_context(|| format!("{logical_id}: Properties.Events is missing"))?;
+            .unwrap_or(&no_events);
         let shards = match meta
             .and_then(|m| m.get("Orderflow"))
             .and_then(|o| o.get("Shards"))
@@ -167,6 +179,7 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<FunctionSpec>> {
                         .and_then(Value::as_str)
                         .context("HttpApi event without Path")?
                         .to_string(),
+                    authorizer: route_authorizer(&apis, &logical_id, props)?,
                 }),
                 Some("Schedule") => {
                     let expression = props
