@@ -70,6 +70,13 @@ pub struct Admission {
     /// How long one reading of the backlog serves an instance (`ORDER_ADMISSION_REFRESH_MS`,
     /// default 1000): one query a second however many orders arrive.
     pub refresh: Duration,
+    /// Nothing is refused while the oldest undecided order has waited less than this
+    /// (`ORDER_ADMISSION_MIN_WAIT_SECS`, default 5). The drain rate of the last seconds is the
+    /// system's capacity only while it had work: after a lull it reads low, and a burst (a
+    /// crowd of clients back from the same `Retry-After`) would be refused although it is
+    /// decided in a second. A system that keeps up decides its oldest order quickly; one
+    /// that does not lets it age.
+    pub min_wait: Duration,
 }
 
 /// Stages that may use test doubles (the simulated gateway, the development token key).
@@ -244,6 +251,7 @@ impl Config {
                             reason: e.to_string(),
                         })?,
                 },
+                min_wait: secs("ORDER_ADMISSION_MIN_WAIT_SECS", 5)?,
             },
             stage,
             on_lambda,

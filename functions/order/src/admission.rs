@@ -19,6 +19,8 @@ pub struct Backlog {
     pub pending: i64,
     pub decided_in_window: i64,
     pub window: Duration,
+    /// How long the oldest undecided order has waited (zero when none waits).
+    pub oldest_wait: Duration,
 }
 
 impl Backlog {
@@ -40,7 +42,7 @@ pub enum Decision {
 /// The pure rule: admit while the backlog drains within `headroom` of the deadline at the
 /// measured rate (or is small enough that no rate is needed yet).
 pub fn decide(b: &Backlog, cfg: &Admission, deadline: Duration) -> Decision {
-    if !cfg.enabled || b.pending < cfg.min_backlog {
+    if !cfg.enabled || b.pending < cfg.min_backlog || b.oldest_wait < cfg.min_wait {
         return Decision::Admit;
     }
     let budget = deadline.as_secs_f64() * cfg.headroom;
@@ -95,10 +97,12 @@ impl AdmissionControl {
 }
 
 async fn read(pool: &PgPool, window: Duration) -> sqlx::Result<Backlog> {
-    let (pending, decided): (i64, i64) = sqlx::query_as(
+    let (pending, decided, oldest): (i64, i64, f64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM orders.orders WHERE status = 'PENDING'),
                 (SELECT count(*) FROM orders.orders
-                  WHERE finalized_at > now() - make_interval(secs => $1))",
+                  WHERE finalized_at > now() - make_interval(secs => $1)),
+                coalesce((SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8
+                  FROM orders.orders WHERE status = 'PENDING'), 0)",
     )
     .bind(window.as_secs_f64())
     .fetch_one(pool)
@@ -107,6 +111,7 @@ async fn read(pool: &PgPool, window: Duration) -> sqlx::Result<Backlog> {
         pending,
         decided_in_window: decided,
         window,
+        oldest_wait: Duration::try_from_secs_f64(oldest.max(0.0)).unwrap_or_default(),
     })
 }
 
@@ -121,15 +126,38 @@ mod tests {
             min_backlog: 100,
             window: Duration::from_secs(10),
             refresh: Duration::from_secs(1),
+            min_wait: Duration::from_secs(5),
         }
     }
 
+    /// A backlog whose oldest order has waited a minute: the system is not keeping up.
     fn backlog(pending: i64, decided_in_10s: i64) -> Backlog {
         Backlog {
             pending,
             decided_in_window: decided_in_10s,
             window: Duration::from_secs(10),
+            oldest_wait: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn a_burst_after_a_lull_is_admitted_while_its_oldest_order_is_young() {
+        // 512 clients back at once after an idle spell: the last 10 s decided only 20, so the
+        // rate alone says 256 s of backlog; but the oldest waits 1 s, and is decided soon.
+        let burst = Backlog {
+            oldest_wait: Duration::from_secs(1),
+            ..backlog(512, 20)
+        };
+        assert_eq!(decide(&burst, &cfg(), DEADLINE), Decision::Admit);
+        // The same backlog once its oldest order has aged past the floor is refused.
+        let aged = Backlog {
+            oldest_wait: Duration::from_secs(5),
+            ..burst
+        };
+        assert!(matches!(
+            decide(&aged, &cfg(), DEADLINE),
+            Decision::Refuse { .. }
+        ));
     }
 
     const DEADLINE: Duration = Duration::from_secs(300);

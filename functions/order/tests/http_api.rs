@@ -296,6 +296,8 @@ async fn a_backlog_that_cannot_be_decided_in_time_is_refused_with_503_and_retry_
         c.admission.min_backlog = 3;
         // Every request reads the backlog afresh, so the refusal is immediate.
         c.admission.refresh = std::time::Duration::ZERO;
+        // Refuse as soon as orders wait at all (the test's orders are a moment old).
+        c.admission.min_wait = std::time::Duration::ZERO;
     })
     .await;
     let h = Harness::from_env(env).await;

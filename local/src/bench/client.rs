@@ -228,8 +228,11 @@ async fn place_one(
             Ok(r) if r.status().is_server_error() => {
                 // A refusal by admission control says when to come back: a client that
                 // came back sooner would only be refused again.
+                // Each client adds up to half again at random, as well-behaved clients do,
+                // so that a crowd refused together does not come back together.
                 if let Some(after) = retry_after(&r) {
-                    delay = delay.max(after);
+                    let spread = after.mul_f64(rand::random::<f64>() * 0.5);
+                    delay = delay.max(after + spread);
                 }
                 r.status().as_u16().to_string()
             }
