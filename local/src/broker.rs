@@ -74,21 +74,22 @@ impl Management {
         })
     }
 
-    /// Names of every queue of the vhost (`topology --prune` looks for retired shards
-    /// among them instead of probing every possible name).
-    pub async fn queue_names(&self) -> Result<Vec<String>, String> {
-        let url = format!(
-            "{}/api/queues/{}?columns=name",
-            self.base,
-            encode(&self.vhost)
-        );
-        let resp = self
-            .http
-            .get(&url)
+    /// One authenticated GET of `/api/<path>`.
+    async fn get(&self, path: &str) -> Result<reqwest::Response, String> {
+        self.http
+            .get(format!("{}/api/{path}", self.base))
             .basic_auth(&self.user, Some(&self.password))
             .send()
             .await
-            .map_err(|e| format!("management API at {} unreachable: {e}", self.base))?;
+            .map_err(|e| format!("management API at {} unreachable: {e}", self.base))
+    }
+
+    /// Names of every queue of the vhost (`topology --prune` looks for retired shards
+    /// among them instead of probing every possible name).
+    pub async fn queue_names(&self) -> Result<Vec<String>, String> {
+        let resp = self
+            .get(&format!("queues/{}?columns=name", encode(&self.vhost)))
+            .await?;
         if !resp.status().is_success() {
             return Err(format!(
                 "management API answered {} listing queues",
@@ -108,19 +109,13 @@ impl Management {
     /// Whether an exchange exists (asked here rather than by a passive declare, which
     /// closes its channel with an error when it does not).
     pub async fn exchange_exists(&self, exchange: &str) -> Result<bool, String> {
-        let url = format!(
-            "{}/api/exchanges/{}/{}",
-            self.base,
-            encode(&self.vhost),
-            encode(exchange)
-        );
         let resp = self
-            .http
-            .get(&url)
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .map_err(|e| format!("management API at {} unreachable: {e}", self.base))?;
+            .get(&format!(
+                "exchanges/{}/{}",
+                encode(&self.vhost),
+                encode(exchange)
+            ))
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             reqwest::StatusCode::NOT_FOUND => Ok(false),
@@ -132,19 +127,9 @@ impl Management {
 
     /// `messages_unacknowledged` of one queue.
     pub async fn unacked(&self, queue: &str) -> Result<u64, String> {
-        let url = format!(
-            "{}/api/queues/{}/{}",
-            self.base,
-            encode(&self.vhost),
-            encode(queue)
-        );
         let resp = self
-            .http
-            .get(&url)
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .map_err(|e| format!("management API at {} unreachable: {e}", self.base))?;
+            .get(&format!("queues/{}/{}", encode(&self.vhost), encode(queue)))
+            .await?;
         if !resp.status().is_success() {
             return Err(format!(
                 "management API answered {} for queue {queue}",
