@@ -66,6 +66,12 @@ enum Command {
         #[arg(long = "shards", required = true)]
         shards: Vec<String>,
     },
+    /// Roles: make a user an admin (or a customer again). The user is logged out
+    /// everywhere, so the next login carries the new role.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// The dead-letter console: list, show, replay or discard dead letters.
     Dlq {
         #[command(subcommand)]
@@ -115,6 +121,14 @@ impl DlqFilter {
                 .transpose()?,
         })
     }
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Make the user with this e-mail an admin (`/admin/*` routes).
+    Grant { email: String },
+    /// Make the user a customer again.
+    Revoke { email: String },
 }
 
 #[derive(Subcommand)]
@@ -284,6 +298,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             println!("stopping: finishing in-flight batches");
             stack.stop().await;
             Ok(true)
+        }
+        Command::Admin { action } => {
+            let (email, role) = match action {
+                AdminAction::Grant { email } => (email, shared::session::Role::Admin),
+                AdminAction::Revoke { email } => (email, shared::session::Role::Customer),
+            };
+            local::stack::prepare(&cfg, &specs).await?;
+            let ctx = shared::context::Context::new(cfg)?;
+            if identity::set_role(&ctx.pool, &ctx.sessions, &email, role).await? {
+                println!("{email} is now {} (logged out everywhere)", role.as_str());
+                Ok(true)
+            } else {
+                eprintln!("no user has the e-mail {email}");
+                Ok(false)
+            }
         }
         Command::Seed { catalog } => {
             let products = local::seed::load(catalog.as_deref())?;

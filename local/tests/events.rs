@@ -158,6 +158,7 @@ fn samples() -> Vec<(&'static str, Value)> {
             price_cents: 2490,
             currency: "EUR".into(),
             version: 1,
+            ..Default::default()
         }),
         None,
     );

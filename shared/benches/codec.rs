@@ -168,6 +168,7 @@ fn cases() -> Vec<(&'static str, Envelope)> {
                     price_cents: 2490,
                     currency: "EUR".into(),
                     version: 42,
+                    ..Default::default()
                 }),
                 None,
             ),

@@ -26,8 +26,15 @@ pub mod keys {
     pub const PAYMENT_VOIDED: &str = "payment.voided";
     pub const NOTIFICATION_SENT: &str = "notification.sent";
     pub const PRODUCT_UPDATED: &str = "product.updated";
+    pub const ORDER_SHIPPED: &str = "order.shipped";
+    pub const ORDER_DELIVERED: &str = "order.delivered";
+    pub const REFUND_REQUESTED: &str = "refund.requested";
+    pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+    pub const PAYMENT_REFUND_FAILED: &str = "payment.refund_failed";
+    pub const STOCK_ADJUSTED: &str = "stock.adjusted";
+    pub const STOCK_LOW: &str = "stock.low";
 
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 18] = [
         ORDER_CREATED,
         STOCK_RESERVED,
         STOCK_REJECTED,
@@ -39,6 +46,13 @@ pub mod keys {
         PAYMENT_VOIDED,
         NOTIFICATION_SENT,
         PRODUCT_UPDATED,
+        ORDER_SHIPPED,
+        ORDER_DELIVERED,
+        REFUND_REQUESTED,
+        PAYMENT_REFUNDED,
+        PAYMENT_REFUND_FAILED,
+        STOCK_ADJUSTED,
+        STOCK_LOW,
     ];
 }
 
@@ -57,6 +71,13 @@ impl Payload {
             Payload::PaymentVoided(_) => keys::PAYMENT_VOIDED,
             Payload::NotificationSent(_) => keys::NOTIFICATION_SENT,
             Payload::ProductUpdated(_) => keys::PRODUCT_UPDATED,
+            Payload::OrderShipped(_) => keys::ORDER_SHIPPED,
+            Payload::OrderDelivered(_) => keys::ORDER_DELIVERED,
+            Payload::RefundRequested(_) => keys::REFUND_REQUESTED,
+            Payload::PaymentRefunded(_) => keys::PAYMENT_REFUNDED,
+            Payload::PaymentRefundFailed(_) => keys::PAYMENT_REFUND_FAILED,
+            Payload::StockAdjusted(_) => keys::STOCK_ADJUSTED,
+            Payload::StockLow(_) => keys::STOCK_LOW,
         }
     }
 
@@ -73,7 +94,14 @@ impl Payload {
             Payload::PaymentCaptured(e) => &e.order_id,
             Payload::PaymentVoided(e) => &e.order_id,
             Payload::NotificationSent(e) => &e.order_id,
-            Payload::ProductUpdated(_) => return None,
+            Payload::OrderShipped(e) => &e.order_id,
+            Payload::OrderDelivered(e) => &e.order_id,
+            Payload::RefundRequested(e) => &e.order_id,
+            Payload::PaymentRefunded(e) => &e.order_id,
+            Payload::PaymentRefundFailed(e) => &e.order_id,
+            Payload::ProductUpdated(_) | Payload::StockAdjusted(_) | Payload::StockLow(_) => {
+                return None;
+            }
         })
     }
 }
@@ -126,6 +154,7 @@ impl CancelReason {
             CancelReason::OutOfStock => Some("out_of_stock"),
             CancelReason::PaymentDeclined => Some("payment_declined"),
             CancelReason::Expired => Some("expired"),
+            CancelReason::CustomerCancelled => Some("customer_cancelled"),
         }
     }
 
@@ -134,6 +163,7 @@ impl CancelReason {
             "out_of_stock" => Some(CancelReason::OutOfStock),
             "payment_declined" => Some(CancelReason::PaymentDeclined),
             "expired" => Some(CancelReason::Expired),
+            "customer_cancelled" => Some(CancelReason::CustomerCancelled),
             _ => None,
         }
     }
@@ -146,6 +176,9 @@ impl NotificationKind {
             NotificationKind::OrderReceived => "order_received",
             NotificationKind::OrderConfirmed => "order_confirmed",
             NotificationKind::OrderCancelled => "order_cancelled",
+            NotificationKind::OrderShipped => "order_shipped",
+            NotificationKind::OrderDelivered => "order_delivered",
+            NotificationKind::OrderRefunded => "order_refunded",
         }
     }
 }

@@ -297,6 +297,23 @@ pub async fn authenticate(
         .ok_or_else(ApiError::unauthorized)
 }
 
+/// [`authenticate`] for `/admin/*`: 401 without a live session, 403 `forbidden` for anyone
+/// but an admin.
+pub async fn authenticate_admin(
+    sessions: &crate::session::Sessions,
+    req: &Request,
+) -> Result<crate::session::Session, ApiError> {
+    let session = authenticate(sessions, req).await?;
+    if session.role != crate::session::Role::Admin {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            "this route is for admins only",
+        ));
+    }
+    Ok(session)
+}
+
 /// The HTTP method of a v2 request.
 pub fn method(req: &Request) -> &str {
     req.request_context.http.method.as_str()

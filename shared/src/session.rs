@@ -27,6 +27,37 @@ use std::time::Duration;
 pub struct Session {
     pub user_id: uuid::Uuid,
     pub email: String,
+    /// Read from the user's row at login. A session from before roles existed has none and
+    /// is a customer's; a grant or revoke logs the user out everywhere, so a session never
+    /// carries a role its user no longer has.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// Who may do what (DESIGN.md section 9): `/admin/*` is for admins only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    Customer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customer" => Some(Role::Customer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// ARGV: data, user id, idle ms, lifetime ms, digest, key prefix. Returns the expiry (ms).

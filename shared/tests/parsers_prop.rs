@@ -436,6 +436,7 @@ fn payload() -> impl Strategy<Value = Payload> {
                     price_cents,
                     currency: "EUR".into(),
                     version,
+                    ..Default::default()
                 })
             }
         ),

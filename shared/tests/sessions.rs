@@ -25,6 +25,7 @@ fn ada() -> Session {
     Session {
         user_id: uuid::Uuid::new_v4(),
         email: "ada@example.com".into(),
+        role: Default::default(),
     }
 }
 
@@ -135,6 +136,7 @@ async fn logging_out_everywhere_kills_every_token_of_the_user_and_no_one_elses()
     let bob = Session {
         user_id: uuid::Uuid::new_v4(),
         email: "bob@example.com".into(),
+        role: Default::default(),
     };
     let (phone, _) = s.create(&ada).await.expect("redis");
     let (laptop, _) = s.create(&ada).await.expect("redis");

@@ -49,7 +49,10 @@ impl Function for Authorize {
         match self.sessions.validate(token).await {
             Ok(Some(session)) => Ok(json!({
                 "isAuthorized": true,
-                "context": { "user_id": session.user_id.to_string() },
+                "context": {
+                    "user_id": session.user_id.to_string(),
+                    "role": session.role.as_str(),
+                },
             })),
             Ok(None) => Ok(json!({ "isAuthorized": false })),
             Err(e) => {

@@ -164,6 +164,7 @@ impl Identity {
             .create(&Session {
                 user_id: user.user_id,
                 email: user.email.clone(),
+                role: user.role,
             })
             .await?;
         tracing::info!(user_id = %user.user_id, "session created");

@@ -25,3 +25,20 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("identity-logout", functions::logout),
     ("identity-authorize", authorize::authorize),
 ];
+
+/// `orderflow admin grant|revoke EMAIL`: sets the user's role and logs them out everywhere,
+/// so the next login carries the new role and no live session keeps the old one. `false`
+/// when no user has that email.
+pub async fn set_role(
+    pool: &sqlx::PgPool,
+    sessions: &shared::session::Sessions,
+    email: &str,
+    role: shared::session::Role,
+) -> anyhow::Result<bool> {
+    let Some(user_id) = pg::PgUsers::new(pool.clone()).set_role(email, role).await? else {
+        return Ok(false);
+    };
+    sessions.revoke_all(user_id).await?;
+    tracing::info!(%user_id, role = role.as_str(), "role set");
+    Ok(true)
+}

@@ -1,6 +1,7 @@
 //! `PgUsers`: the users table in Postgres.
 
 use crate::domain::Email;
+use shared::session::Role;
 use sqlx::{PgPool, Row as _};
 use uuid::Uuid;
 
@@ -10,6 +11,7 @@ pub struct UserRecord {
     pub user_id: Uuid,
     pub email: String,
     pub password_hash: String,
+    pub role: Role,
 }
 
 #[derive(Clone)]
@@ -49,7 +51,7 @@ impl PgUsers {
     }
 
     pub async fn find_by_email(&self, email: &str) -> sqlx::Result<Option<UserRecord>> {
-        let row = sqlx::query("SELECT user_id, email, password_hash FROM identity.users WHERE lower(email) = lower($1)")
+        let row = sqlx::query("SELECT user_id, email, password_hash, role FROM identity.users WHERE lower(email) = lower($1)")
             .bind(email.trim())
             .fetch_optional(&self.pool)
             .await?;
@@ -58,8 +60,20 @@ impl PgUsers {
                 user_id: r.try_get(0)?,
                 email: r.try_get(1)?,
                 password_hash: r.try_get(2)?,
+                role: Role::parse(r.try_get::<&str, _>(3)?).unwrap_or_default(),
             })
         })
         .transpose()
+    }
+
+    /// Sets the user's role; the user's id when the email is known.
+    pub async fn set_role(&self, email: &str, role: Role) -> sqlx::Result<Option<Uuid>> {
+        sqlx::query_scalar(
+            "UPDATE identity.users SET role = $2 WHERE lower(email) = lower($1) RETURNING user_id",
+        )
+        .bind(email.trim())
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await
     }
 }

@@ -47,6 +47,7 @@ async fn a_live_session_is_allowed_with_its_user_and_anything_else_is_denied() {
         .create(&Session {
             user_id,
             email: "ada@example.com".into(),
+            role: Default::default(),
         })
         .await
         .expect("session");

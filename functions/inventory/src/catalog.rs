@@ -75,6 +75,7 @@ pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow:
                 price_cents: p.price_cents,
                 currency: p.currency.clone(),
                 version: u64::try_from(version).unwrap_or(0),
+                ..Default::default()
             }),
             None,
         ));

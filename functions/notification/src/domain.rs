@@ -133,6 +133,7 @@ pub fn human_reason(reason: CancelReason) -> &'static str {
         CancelReason::OutOfStock => "an item is out of stock",
         CancelReason::PaymentDeclined => "the payment was declined",
         CancelReason::Expired => "it could not be completed in time (expired)",
+        CancelReason::CustomerCancelled => "you cancelled it",
         CancelReason::Unspecified => "it could not be completed",
     }
 }

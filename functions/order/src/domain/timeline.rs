@@ -122,6 +122,30 @@ pub fn detail(payload: &Payload) -> String {
         Payload::ProductUpdated(e) => {
             format!("{} at {}", e.product_id, money(e.price_cents, &e.currency))
         }
+        // The carrier and a tracking number are no personal data; the address is not here.
+        Payload::OrderShipped(e) => format!(
+            "{} via {} ({})",
+            lines(&e.items),
+            e.carrier,
+            e.tracking_number
+        ),
+        Payload::OrderDelivered(_) => "delivered".into(),
+        Payload::RefundRequested(e) => format!(
+            "refund {} requested{}",
+            money(e.amount_cents, &e.currency),
+            if e.restock { ", restock" } else { "" }
+        ),
+        Payload::PaymentRefunded(e) => format!("refunded {}", money(e.amount_cents, &e.currency)),
+        Payload::PaymentRefundFailed(e) => format!(
+            "refund of {} failed: {}",
+            money(e.amount_cents, &e.currency),
+            e.reason
+        ),
+        Payload::StockAdjusted(e) => format!("{} {:+} to {}", e.product_id, e.delta, e.available),
+        Payload::StockLow(e) => format!(
+            "{} low: {} left (threshold {})",
+            e.product_id, e.available, e.threshold
+        ),
     }
 }
 

@@ -64,6 +64,15 @@ impl Harness {
     }
 
     pub async fn user(&self) -> User {
+        self.user_with(shared::session::Role::Customer).await
+    }
+
+    /// A signed-in admin (for `/admin/*` routes).
+    pub async fn admin(&self) -> User {
+        self.user_with(shared::session::Role::Admin).await
+    }
+
+    pub async fn user_with(&self, role: shared::session::Role) -> User {
         let user_id = Uuid::new_v4();
         let email = format!("{}@example.com", user_id.simple());
         let (token, _) = self
@@ -73,6 +82,7 @@ impl Harness {
             .create(&Session {
                 user_id,
                 email: email.clone(),
+                role,
             })
             .await
             .expect("session in Redis");
@@ -191,6 +201,7 @@ pub fn product(id: &str, price_cents: i64, currency: &str, version: u64) -> Enve
             price_cents,
             currency: currency.into(),
             version,
+            ..Default::default()
         }),
         None,
     )
