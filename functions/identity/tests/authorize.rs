@@ -58,7 +58,7 @@ async fn a_live_session_is_allowed_with_its_user_and_anything_else_is_denied() {
         .expect("answered");
     assert_eq!(
         allowed,
-        json!({"isAuthorized": true, "context": {"user_id": user_id.to_string()}})
+        json!({"isAuthorized": true, "context": {"user_id": user_id.to_string(), "role": "customer"}})
     );
     assert!(
         !allowed.to_string().contains("ada@"),

@@ -862,3 +862,73 @@ async fn client_mistakes_are_not_logged_as_errors_but_outages_are() {
     assert_eq!(status, 503);
     assert!(!captured.errors().is_empty(), "a 5xx is logged at ERROR");
 }
+
+#[tokio::test]
+async fn a_new_user_is_a_customer_and_a_grant_makes_the_next_login_an_admin_and_ends_old_sessions()
+{
+    use shared::session::Role;
+    let api = api().await;
+    api.register(&creds("root@example.com", "correct horse"))
+        .await;
+    let (_, body) = api.login(&creds("root@example.com", "correct horse")).await;
+    let before = body["token"].as_str().expect("token").to_string();
+    let session = api.env.ctx.sessions.validate(&before).await.expect("redis");
+    assert_eq!(session.expect("live").role, Role::Customer);
+    let customer_req = {
+        let mut r = shared::http::request("GET", "/admin/x", "GET /admin/x");
+        r.headers.insert(
+            "authorization",
+            format!("Bearer {before}").parse().expect("header"),
+        );
+        r
+    };
+    let refused = shared::http::authenticate_admin(&api.env.ctx.sessions, &customer_req)
+        .await
+        .expect_err("a customer is no admin");
+    assert_eq!(refused.status, 403);
+
+    let pool = &api.env.ctx.pool;
+    let sessions = &api.env.ctx.sessions;
+    assert!(
+        !identity::set_role(pool, sessions, "nobody@example.com", Role::Admin)
+            .await
+            .expect("db"),
+        "an unknown e-mail is reported, not granted"
+    );
+    assert!(
+        identity::set_role(pool, sessions, "ROOT@example.com", Role::Admin)
+            .await
+            .expect("db")
+    );
+    assert_eq!(
+        sessions.validate(&before).await.expect("redis"),
+        None,
+        "the session from before the grant keeps no stale role: it is gone"
+    );
+    let (_, body) = api.login(&creds("root@example.com", "correct horse")).await;
+    let token = body["token"].as_str().expect("token");
+    let session = sessions.validate(token).await.expect("redis").expect("live");
+    assert_eq!(session.role, Role::Admin);
+    let mut req = shared::http::request("GET", "/admin/x", "GET /admin/x");
+    req.headers.insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let admin = shared::http::authenticate_admin(sessions, &req)
+        .await
+        .expect("an admin passes");
+    assert_eq!(admin.email, "root@example.com");
+    let anonymous = shared::http::request("GET", "/admin/x", "GET /admin/x");
+    let refused = shared::http::authenticate_admin(sessions, &anonymous)
+        .await
+        .expect_err("no session");
+    assert_eq!(refused.status, 401);
+
+    // Revoking makes the user a customer again, with the same logout.
+    assert!(
+        identity::set_role(pool, sessions, "root@example.com", Role::Customer)
+            .await
+            .expect("db")
+    );
+    assert_eq!(sessions.validate(token).await.expect("redis"), None);
+}
