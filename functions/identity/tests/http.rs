@@ -907,7 +907,11 @@ async fn a_new_user_is_a_customer_and_a_grant_makes_the_next_login_an_admin_and_
     );
     let (_, body) = api.login(&creds("root@example.com", "correct horse")).await;
     let token = body["token"].as_str().expect("token");
-    let session = sessions.validate(token).await.expect("redis").expect("live");
+    let session = sessions
+        .validate(token)
+        .await
+        .expect("redis")
+        .expect("live");
     assert_eq!(session.role, Role::Admin);
     let mut req = shared::http::request("GET", "/admin/x", "GET /admin/x");
     req.headers.insert(

@@ -4,6 +4,7 @@
 //! Driver errors stay `sqlx::Error`; the functions turn them into 503/transient errors.
 
 pub mod catalog;
+pub mod history;
 pub mod idempotency;
 pub mod orders;
 pub mod timeline;
