@@ -19,7 +19,7 @@ async fn list(h: &Harness, token: Option<&str>, query: &[(&str, &str)]) -> (u16,
     if let Some(token) = token {
         req.headers.insert(
             HeaderName::from_static("authorization"),
-            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
         );
     }
     call(&h.get, req).await
@@ -30,7 +30,7 @@ fn ids(page: &Value) -> Vec<Uuid> {
         .as_array()
         .expect("orders")
         .iter()
-        .map(|o| Uuid::parse_str(o["order_id"].as_str().unwrap()).unwrap())
+        .map(|o| Uuid::parse_str(o["order_id"].as_str().expect("order_id")).expect("uuid"))
         .collect()
 }
 
@@ -179,7 +179,7 @@ async fn a_status_filter_lists_only_that_status_and_its_cursor_pages_only_that_f
     assert!(
         body["error"]["message"]
             .as_str()
-            .unwrap()
+            .expect("message")
             .contains("another status")
     );
 }
@@ -202,7 +202,10 @@ async fn no_session_is_401_and_bad_parameters_are_400_with_the_reason() {
         assert_eq!(status, 400, "{query:?}: {body}");
         assert_eq!(body["error"]["code"], "invalid_request");
         assert!(
-            body["error"]["message"].as_str().unwrap().contains(word),
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(word),
             "{query:?}: {body}"
         );
     }
