@@ -144,6 +144,8 @@ fn gateway_message(status: StatusCode, message: &str) -> Response {
 pub struct Front {
     pub routes: Vec<Route>,
     pub limits: Limits,
+    /// `ORDERFLOW_CORS_ORIGINS` (off when empty).
+    pub cors: crate::cors::Cors,
 }
 
 /// What the front door tolerates from a client (README, "Security").
@@ -287,6 +289,18 @@ async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<B
 }
 
 async fn handle(State(front): State<Arc<Front>>, req: axum::extract::Request) -> Response {
+    if let Some(preflight) = front.cors.preflight(req.method(), req.headers()) {
+        return preflight;
+    }
+    let request_headers = front.cors.enabled().then(|| req.headers().clone());
+    let mut resp = route(&front, req).await;
+    if let Some(h) = request_headers {
+        front.cors.decorate(&h, &mut resp);
+    }
+    resp
+}
+
+async fn route(front: &Front, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let (method, uri, headers) = (&parts.method, &parts.uri, &parts.headers);
     let peer = parts

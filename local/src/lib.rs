@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod broker;
 pub mod chaos;
 pub mod child;
+pub mod cors;
 pub mod demo;
 pub mod dlq;
 pub mod front;

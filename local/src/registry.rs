@@ -15,6 +15,7 @@ pub fn all() -> Vec<(&'static str, Constructor)> {
         payment::FUNCTIONS,
         notification::FUNCTIONS,
         order::FUNCTIONS,
+        ops::FUNCTIONS,
     ]
     .into_iter()
     .flatten()

@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub template: String,
     /// Run every schedule at this interval instead of its rate (tests, demos).
     pub schedule_every: Option<Duration>,
+    /// Origins whose browser pages may call the API (`ORDERFLOW_CORS_ORIGINS`).
+    pub cors: crate::cors::Cors,
 }
 
 /// The default of `ORDERFLOW_METRICS_ADDR` (9464: the port Prometheus' exporters' registry
@@ -85,6 +87,7 @@ impl StackOptions {
             invoke_url: None,
             template: template::EMBEDDED.to_string(),
             schedule_every,
+            cors: crate::cors::Cors::from_env().map_err(anyhow::Error::msg)?,
         })
     }
 }
@@ -250,6 +253,7 @@ impl Stack {
         let front = Arc::new(Front {
             routes,
             limits: opts.http_limits,
+            cors: opts.cors.clone(),
         });
         let (http_addr, http_task) = front::serve(opts.http_addr, front, rx.clone()).await?;
         tasks.push(http_task);

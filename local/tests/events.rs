@@ -266,6 +266,23 @@ fn samples() -> Vec<(&'static str, Value)> {
                 true,
             ),
         ),
+        ("order/order-get-history.json", {
+            let mut ev = http("GET", "/orders", "/orders", Value::Null, None, true);
+            ev["rawQueryString"] = json!("limit=10&status=CONFIRMED");
+            ev["queryStringParameters"] = json!({"limit": "10", "status": "CONFIRMED"});
+            ev
+        }),
+        (
+            "ops/ops-openapi.json",
+            http(
+                "GET",
+                "/openapi.json",
+                "/openapi.json",
+                Value::Null,
+                None,
+                false,
+            ),
+        ),
         (
             "order/order-saga.json",
             rmq("order-saga", &[(reserved, j), (paid, j)]),
@@ -341,6 +358,7 @@ const EXPECTED_ERRORS: &[(&str, u16)] = &[
     ("identity/identity-logout.json", 401),
     ("order/order-create.json", 401),
     ("order/order-get.json", 401),
+    ("order/order-get-history.json", 401),
 ];
 
 /// The order the samples are fed in, each seeing what the ones before it left, as in the
@@ -356,6 +374,8 @@ const STORY: &[&str] = &[
     "inventory/inventory-products-stock.json",
     "order/order-create.json",
     "order/order-get.json",
+    "order/order-get-history.json",
+    "ops/ops-openapi.json",
     "order/order-catalog.json",
     "inventory/inventory-reserve.json",
     // The same order.created in protobuf: a duplicate of the one just processed.

@@ -157,3 +157,75 @@ async fn bad_requests_get_clear_json_errors() {
     app.verify().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_grants_only_the_configured_origins_and_preflights_skip_the_authorizer() {
+    let db = shared::testing::fresh_database().await;
+    let cfg = common::config(&db, &shared::testing::random_prefix());
+    let app = common::start_with_cors(cfg, "https://shop.example").await;
+    let ask = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("{}/orders", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, idempotency-key",
+            )
+            .send()
+    };
+    // A preflight carries no Authorization header; on a protected route it must still be
+    // answered (by the door, as API Gateway does), not refused by the authorizer.
+    let ok = ask("https://shop.example").await.expect("HTTP");
+    assert_eq!(ok.status(), 204);
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let allowed_headers = ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        allowed_headers.contains("idempotency-key"),
+        "{allowed_headers}"
+    );
+    let evil = ask("https://evil.example").await.expect("HTTP");
+    assert!(!evil.headers().contains_key("access-control-allow-origin"));
+
+    // Real answers, errors included, carry the allowance for the allowed origin only.
+    for (origin, granted) in [
+        ("https://shop.example", true),
+        ("https://evil.example", false),
+    ] {
+        let resp = app
+            .http
+            .post(format!("{}/orders", app.base))
+            .header("origin", origin)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("HTTP");
+        assert_eq!(resp.status(), 401);
+        assert_eq!(
+            resp.headers().contains_key("access-control-allow-origin"),
+            granted,
+            "{origin}"
+        );
+    }
+    app.stop().await;
+
+    // Without configured origins a preflight is just an OPTIONS request: no such route.
+    let app = common::start().await;
+    let resp = app
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/orders", app.base))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("HTTP");
+    assert_eq!(resp.status(), 405);
+    assert!(!resp.headers().contains_key("access-control-allow-origin"));
+    app.stop().await;
+}

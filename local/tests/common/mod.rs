@@ -60,7 +60,28 @@ pub async fn start_with_template(cfg: shared::Config, template: &str) -> App {
     start_full(cfg, local::front::Limits::default(), template).await
 }
 
+/// Same, with CORS on for these origins (`ORDERFLOW_CORS_ORIGINS`).
+pub async fn start_with_cors(cfg: shared::Config, origins: &str) -> App {
+    let cors = local::cors::Cors::parse(origins).expect("origins");
+    start_opts(
+        cfg,
+        local::front::Limits::default(),
+        local::template::EMBEDDED,
+        cors,
+    )
+    .await
+}
+
 async fn start_full(cfg: shared::Config, http_limits: local::front::Limits, template: &str) -> App {
+    start_opts(cfg, http_limits, template, local::cors::Cors::default()).await
+}
+
+async fn start_opts(
+    cfg: shared::Config,
+    http_limits: local::front::Limits,
+    template: &str,
+    cors: local::cors::Cors,
+) -> App {
     shared::telemetry::init();
     let opts = StackOptions {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -69,6 +90,7 @@ async fn start_full(cfg: shared::Config, http_limits: local::front::Limits, temp
         invoke_url: None,
         template: template.to_string(),
         schedule_every: Some(Duration::from_millis(500)),
+        cors,
     };
     let specs = local::template::parse(&opts.template).expect("template");
     let stack = Stack::start(cfg, opts).await.expect("stack starts");

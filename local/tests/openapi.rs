@@ -1,0 +1,406 @@
+//! openapi.yaml against what the API really is: its paths are exactly template.yaml's routes
+//! (plus the front door's `/health`), public where the template is public, and the answers
+//! of a running stack, errors included, match the schema documented for their status.
+
+mod common;
+
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+fn spec() -> Value {
+    ops::openapi::parse().expect("openapi.yaml parses")
+}
+
+/// `METHOD /path` of every operation, and whether it is public (`security: []`).
+fn operations(doc: &Value) -> Vec<(String, bool)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in METHODS {
+            if let Some(op) = item.get(m) {
+                let public = op.get("security") == Some(&json!([]));
+                ops.push((format!("{} {path}", m.to_uppercase()), public));
+            }
+        }
+    }
+    ops
+}
+
+fn template_routes() -> Vec<(String, bool)> {
+    let specs = local::template::parse(local::template::EMBEDDED).expect("template");
+    specs
+        .iter()
+        .flat_map(|s| s.triggers.iter())
+        .filter_map(|t| match t {
+            local::template::Trigger::Http {
+                method,
+                path,
+                authorizer,
+            } => Some((format!("{method} {path}"), authorizer.is_none())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_paths_are_the_templates_routes_and_each_is_public_exactly_where_the_template_is() {
+    let doc = spec();
+    let documented: BTreeSet<(String, bool)> = operations(&doc).into_iter().collect();
+    let mut served: BTreeSet<(String, bool)> = template_routes().into_iter().collect();
+    // The local front door's own route (API Gateway has none).
+    served.insert(("GET /health".into(), true));
+    assert_eq!(
+        documented.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, bool)>::new(),
+        "documented but not served as documented (route, public)"
+    );
+    assert_eq!(
+        served.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, bool)>::new(),
+        "served but not documented as served (route, public)"
+    );
+}
+
+#[test]
+fn every_operation_documents_success_and_protected_ones_the_gateways_refusals() {
+    let doc = spec();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in METHODS {
+            let Some(op) = item.get(m) else { continue };
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|k| k.starts_with('2')),
+                "{m} {path}: no success documented"
+            );
+            if op.get("security") != Some(&json!([])) {
+                for status in ["401", "403"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{m} {path}: a protected route must document {status}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_reference_resolves() {
+    fn walk(v: &Value, doc: &Value, at: &str) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    let pointer = r.strip_prefix('#').expect("local reference");
+                    assert!(
+                        doc.pointer(pointer).is_some(),
+                        "{at}: {r} resolves to nothing"
+                    );
+                }
+                for (k, child) in map {
+                    walk(child, doc, &format!("{at}/{k}"));
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|c| walk(c, doc, at)),
+            _ => {}
+        }
+    }
+    let doc = spec();
+    walk(&doc, &doc, "");
+}
+
+/// Validates answers against the document.
+struct Contract {
+    doc: Value,
+    checked: Vec<String>,
+    problems: Vec<String>,
+}
+
+impl Contract {
+    fn new() -> Self {
+        Contract {
+            doc: spec(),
+            checked: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// The answer `status`/`body` to `method route` (the template path, `/orders/{id}`).
+    fn check(&mut self, method: &str, route: &str, status: u16, body: &Value) {
+        let at = format!("{method} {route} -> {status}");
+        self.checked.push(at.clone());
+        let op = &self.doc["paths"][route][method.to_lowercase()];
+        if !op.is_object() {
+            self.problems
+                .push(format!("{at}: operation not documented"));
+            return;
+        }
+        let Some(mut response) = op["responses"].get(status.to_string()).cloned() else {
+            self.problems
+                .push(format!("{at}: status not documented ({body})"));
+            return;
+        };
+        if let Some(r) = response.get("$ref").and_then(Value::as_str) {
+            response = self.doc.pointer(&r[1..]).cloned().unwrap_or(Value::Null);
+        }
+        let Some(schema) = response.pointer("/content/application~1json/schema") else {
+            if !body.is_null() {
+                self.problems
+                    .push(format!("{at}: documented without a body, got {body}"));
+            }
+            return;
+        };
+        // The schema with the document's components beside it, so `#/components/...`
+        // references resolve from its root.
+        let mut root = schema.clone();
+        root["components"] = self.doc["components"].clone();
+        let validator = match jsonschema::draft202012::new(&root) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problems
+                    .push(format!("{at}: schema does not compile: {e}"));
+                return;
+            }
+        };
+        for e in validator.iter_errors(body) {
+            self.problems
+                .push(format!("{at}: {e} at {} in {body}", e.instance_path()));
+        }
+    }
+
+    fn assert_clean(&self) {
+        assert!(
+            self.problems.is_empty(),
+            "answers that break openapi.yaml:\n{}",
+            self.problems.join("\n")
+        );
+    }
+}
+
+async fn call(
+    app: &common::App,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.http.request(
+        method.parse().expect("method"),
+        format!("{}{path}", app.base),
+    );
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("HTTP");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_answers_match_the_documented_schemas_status_by_status() {
+    let app = common::start().await;
+    app.seed(&[("sku-a", 1000, 10), ("sku-b", 250, 1)]).await;
+    let mut c = Contract::new();
+    let hit = |c: &mut Contract, method: &str, route: &str, r: &(u16, Value)| {
+        c.check(method, route, r.0, &r.1);
+    };
+
+    // Identity.
+    let creds = json!({"email": "ada@example.com", "password": "correct horse"});
+    let r = call(&app, "POST", "/users", &[], Some(creds.clone())).await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    hit(&mut c, "POST", "/users", &r);
+    hit(
+        &mut c,
+        "POST",
+        "/users",
+        &call(&app, "POST", "/users", &[], Some(creds.clone())).await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/users",
+        &call(&app, "POST", "/users", &[], Some(json!({"email": "x"}))).await,
+    );
+    let r = call(&app, "POST", "/sessions", &[], Some(creds.clone())).await;
+    hit(&mut c, "POST", "/sessions", &r);
+    let token = r.1["token"].as_str().expect("token").to_string();
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
+    hit(
+        &mut c,
+        "POST",
+        "/sessions",
+        &call(
+            &app,
+            "POST",
+            "/sessions",
+            &[],
+            Some(json!({"email": "ada@example.com", "password": "wrong password"})),
+        )
+        .await,
+    );
+
+    // Catalog.
+    hit(
+        &mut c,
+        "GET",
+        "/products",
+        &call(&app, "GET", "/products", &[], None).await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/products/{id}/stock",
+        &call(&app, "GET", "/products/sku-a/stock", &[], None).await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/products/{id}/stock",
+        &call(&app, "GET", "/products/nope/stock", &[], None).await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/stock",
+        &call(&app, "GET", "/stock?ids=sku-a,sku-b", &[], None).await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/stock",
+        &call(&app, "GET", "/stock", &[], None).await,
+    );
+
+    // Orders: the gateway's refusals, the function's, and the happy path.
+    let order =
+        json!({"items": [{"product_id": "sku-a", "quantity": 2}], "payment_token": "tok_visa"});
+    hit(
+        &mut c,
+        "POST",
+        "/orders",
+        &call(&app, "POST", "/orders", &[], Some(order.clone())).await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/orders",
+        &call(
+            &app,
+            "POST",
+            "/orders",
+            &[("authorization", "Bearer ofs_nope")],
+            Some(order.clone()),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/orders",
+        &call(&app, "POST", "/orders", &auth, Some(json!({"items": []}))).await,
+    );
+    hit(&mut c, "POST", "/orders", &call(&app, "POST", "/orders", &auth, Some(json!({"items": [{"product_id": "nope", "quantity": 1}], "payment_token": "tok_visa"}))).await);
+    let r = call(&app, "POST", "/orders", &auth, Some(order.clone())).await;
+    assert_eq!(r.0, 202, "{}", r.1);
+    hit(&mut c, "POST", "/orders", &r);
+    let order_id = r.1["order_id"].as_str().expect("order_id").to_string();
+    let done = app.final_state(&token, &order_id).await;
+    c.check("GET", "/orders/{id}", 200, &done);
+    hit(
+        &mut c,
+        "GET",
+        "/orders/{id}",
+        &call(
+            &app,
+            "GET",
+            &format!("/orders/{}", uuid::Uuid::now_v7()),
+            &auth,
+            None,
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/orders",
+        &call(&app, "GET", "/orders?limit=1", &auth, None).await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/orders",
+        &call(&app, "GET", "/orders?status=NOPE", &auth, None).await,
+    );
+    // A declined order: a CANCELLED order with its reason.
+    let declined = app
+        .order(
+            &token,
+            json!([{"product_id": "sku-b", "quantity": 1}]),
+            "tok_chargeDeclined",
+        )
+        .await;
+    let done = app.final_state(&token, &declined).await;
+    c.check("GET", "/orders/{id}", 200, &done);
+
+    // The document itself, and the front door's health.
+    let r = call(&app, "GET", "/openapi.json", &[], None).await;
+    assert_eq!(r.1, spec(), "GET /openapi.json serves openapi.yaml");
+    hit(&mut c, "GET", "/openapi.json", &r);
+    hit(
+        &mut c,
+        "GET",
+        "/health",
+        &call(&app, "GET", "/health", &[], None).await,
+    );
+
+    // Logging out.
+    hit(
+        &mut c,
+        "DELETE",
+        "/sessions/current",
+        &call(&app, "DELETE", "/sessions/current", &auth, None).await,
+    );
+    hit(
+        &mut c,
+        "DELETE",
+        "/sessions",
+        &call(&app, "DELETE", "/sessions", &[], None).await,
+    );
+
+    c.assert_clean();
+    app.stop().await;
+}
+
+#[test]
+fn the_checker_catches_an_undocumented_status_and_a_body_off_its_schema() {
+    let mut c = Contract::new();
+    c.check("GET", "/orders", 418, &json!({}));
+    c.check(
+        "GET",
+        "/orders",
+        200,
+        &json!({"orders": [{"order_id": "x"}]}),
+    );
+    c.check(
+        "POST",
+        "/orders",
+        400,
+        &json!({"message": "no error object"}),
+    );
+    c.check("GET", "/nowhere", 200, &json!({}));
+    assert!(c.problems.len() >= 4, "{:#?}", c.problems);
+    assert!(c.problems[0].contains("status not documented"));
+    assert!(c.problems.iter().any(|p| p.contains("GET /orders -> 200")));
+    assert!(c.problems.iter().any(|p| p.contains("POST /orders -> 400")));
+    assert!(
+        c.problems
+            .iter()
+            .any(|p| p.contains("operation not documented"))
+    );
+}
