@@ -30,7 +30,7 @@ VENV="${ORDERFLOW_CI_VENV:-$HOME/.cache/orderflow-ci/venv}"
 t=$SECONDS
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
-"${PIP[@]}" cfn-lint==1.53.3 cargo-lambda==1.9.2 "moto[server]==5.2.1"
+"${PIP[@]}" cfn-lint==1.53.3 cargo-lambda==1.9.2 "moto[server]==5.2.1" openapi-spec-validator==0.9.0
 # SAM CLI accepts cfn-lint 1.53.3 beside it; if a future resolver says no, lint without it.
 HAVE_SAM=1
 "${PIP[@]}" aws-sam-cli==1.170.0 cfn-lint==1.53.3 || { HAVE_SAM=0; say "aws-sam-cli did not install with cfn-lint 1.53.3: sam validate skipped"; }
@@ -45,6 +45,9 @@ if [ "$HAVE_SAM" = 1 ]; then
   echo "$out" | grep -i 'valid' || true
   "$VENV/bin/python" .ci/guided-auth.py || fail "an HTTP route has no authorization: sam deploy --guided would stop"
 fi
+# The API description against the OpenAPI 3.1 meta-schema (local/tests/openapi.rs checks
+# it against the routes and real answers).
+"$VENV/bin/openapi-spec-validator" openapi.yaml || fail "openapi.yaml is not a valid OpenAPI 3.1 document"
 mark "template lint" "$t"
 
 # ---- 2. LocalStack init script -------------------------------------------------------------
