@@ -1,5 +1,6 @@
 //! `orderflow demo`: the whole system in one process, seeded, with users placing orders
-//! over the real HTTP front door; ends with a summary and the invariant check.
+//! over the real HTTP front door; then the life after the decision (`crate::demo_after`:
+//! a cancel, refunds, a shipment); ends with a summary and the invariant check.
 
 use crate::stack::Stack;
 use anyhow::Context as _;
@@ -224,6 +225,25 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         &crate::outcomes::guaranteed(orders.iter().map(|p| &p.inputs), &stock),
     );
 
+    // Second act: cancel, refunds, shipment, on orders the first act confirmed.
+    let confirmed: Vec<crate::demo_after::Confirmed> = placed
+        .iter()
+        .filter(|p| {
+            finals
+                .get(&p.order.order_id)
+                .is_some_and(|f| f.status == "CONFIRMED")
+        })
+        .take(4)
+        .map(|p| crate::demo_after::Confirmed {
+            order_id: p.order.order_id.clone(),
+            token: tokens[p.user].clone(),
+        })
+        .collect();
+    let act = crate::demo_after::run(stack, &http, &run_id, &confirmed, &tokens[0]).await?;
+    let refunds =
+        crate::demo_after::wait_refunds(&http, &base, &act.refunded, Duration::from_secs(30))
+            .await?;
+
     wait_quiet(stack, queues, Duration::from_secs(30)).await?;
     let mut latencies: Vec<f64> = finals
         .values()
@@ -281,6 +301,11 @@ pub async fn run(stack: &Stack, n_orders: usize, queues: &[String]) -> anyhow::R
         println!("follow a declined order across the services: orderflow timeline {id}");
     }
     println!("{}", outcomes.line());
+    println!();
+    println!("after the decision (HTTP calls and their answers):");
+    for line in act.lines.iter().chain(&refunds) {
+        println!("  {line}");
+    }
     println!();
     let checks = crate::verify::run(&stack.ctx, queues, &crate::verify::Expect::default()).await?;
     for c in &checks {

@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod child;
 pub mod cors;
 pub mod demo;
+pub mod demo_after;
 pub mod dlq;
 pub mod front;
 pub mod invoke;
