@@ -359,6 +359,340 @@ async fn real_answers_match_the_documented_schemas_status_by_status() {
         &call(&app, "GET", "/health", &[], None).await,
     );
 
+    // The life after the decision, and the back office, as an admin and as a customer.
+    let admin_creds = json!({"email": "root@example.com", "password": "correct horse"});
+    call(&app, "POST", "/users", &[], Some(admin_creds.clone())).await;
+    identity::set_role(
+        &app.stack.ctx.pool,
+        &app.stack.ctx.sessions,
+        "root@example.com",
+        shared::session::Role::Admin,
+    )
+    .await
+    .expect("grant");
+    let r = call(&app, "POST", "/sessions", &[], Some(admin_creds)).await;
+    let admin_bearer = format!("Bearer {}", r.1["token"].as_str().expect("token"));
+    let admin = [("authorization", admin_bearer.as_str())];
+    let shipped = app
+        .order(
+            &token,
+            json!([{"product_id": "sku-a", "quantity": 1}]),
+            "tok_visa",
+        )
+        .await;
+    assert_eq!(
+        app.final_state(&token, &shipped).await["status"],
+        "CONFIRMED"
+    );
+    let refunds = format!("/admin/orders/{order_id}/refunds");
+    let refund = json!({"amount_cents": 150, "reason": "goodwill"});
+    let key = [admin[0], ("idempotency-key", "openapi-1")];
+    let r = call(&app, "POST", &refunds, &key, Some(refund.clone())).await;
+    assert_eq!(r.0, 202, "{}", r.1);
+    hit(&mut c, "POST", "/admin/orders/{id}/refunds", &r);
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/refunds",
+        &call(
+            &app,
+            "POST",
+            &refunds,
+            &key,
+            Some(json!({"amount_cents": 1})),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/refunds",
+        &call(&app, "POST", &refunds, &admin, Some(refund.clone())).await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/refunds",
+        &call(
+            &app,
+            "POST",
+            &refunds,
+            &[admin[0], ("idempotency-key", "openapi-2")],
+            Some(json!({"amount_cents": 1_000_000})),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/refunds",
+        &call(
+            &app,
+            "POST",
+            &refunds,
+            &[auth[0], ("idempotency-key", "openapi-3")],
+            Some(refund.clone()),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/refunds",
+        &call(
+            &app,
+            "POST",
+            &format!("/admin/orders/{declined}/refunds"),
+            &[admin[0], ("idempotency-key", "openapi-4")],
+            Some(refund),
+        )
+        .await,
+    );
+    let ship = format!("/admin/orders/{shipped}/ship");
+    let parcel = json!({"carrier": "DHL", "tracking_number": "JD0001"});
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/ship",
+        &call(&app, "POST", &ship, &admin, Some(json!({"carrier": ""}))).await,
+    );
+    let r = call(&app, "POST", &ship, &admin, Some(parcel.clone())).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    hit(&mut c, "POST", "/admin/orders/{id}/ship", &r);
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/ship",
+        &call(
+            &app,
+            "POST",
+            &format!("/admin/orders/{declined}/ship"),
+            &admin,
+            Some(parcel),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/orders/{id}/cancel",
+        &call(
+            &app,
+            "POST",
+            &format!("/orders/{shipped}/cancel"),
+            &auth,
+            None,
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/deliver",
+        &call(
+            &app,
+            "POST",
+            &format!("/admin/orders/{shipped}/deliver"),
+            &admin,
+            None,
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/deliver",
+        &call(
+            &app,
+            "POST",
+            &format!("/admin/orders/{declined}/deliver"),
+            &admin,
+            None,
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/orders/{id}/deliver",
+        &call(
+            &app,
+            "POST",
+            &format!("/admin/orders/{}/deliver", uuid::Uuid::now_v7()),
+            &admin,
+            None,
+        )
+        .await,
+    );
+    let r = call(
+        &app,
+        "POST",
+        &format!("/orders/{order_id}/cancel"),
+        &auth,
+        None,
+    )
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    hit(&mut c, "POST", "/orders/{id}/cancel", &r);
+    hit(
+        &mut c,
+        "POST",
+        "/orders/{id}/cancel",
+        &call(
+            &app,
+            "POST",
+            &format!("/orders/{}/cancel", uuid::Uuid::now_v7()),
+            &auth,
+            None,
+        )
+        .await,
+    );
+    c.check(
+        "GET",
+        "/orders/{id}",
+        200,
+        &app.final_state(&token, &shipped).await,
+    );
+    c.check(
+        "GET",
+        "/orders/{id}",
+        200,
+        &app.final_state(&token, &order_id).await,
+    );
+
+    // Catalog back office.
+    let r = call(&app, "POST", "/admin/products", &admin, Some(json!({"product_id": "sku-new", "name": "New", "price_cents": 700, "currency": "EUR", "stock": 3, "low_stock_threshold": 1}))).await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    hit(&mut c, "POST", "/admin/products", &r);
+    let version = r.1["version"].to_string();
+    hit(&mut c, "POST", "/admin/products", &call(&app, "POST", "/admin/products", &admin, Some(json!({"product_id": "sku-new", "name": "Again", "price_cents": 1, "currency": "EUR"}))).await);
+    hit(
+        &mut c,
+        "POST",
+        "/admin/products",
+        &call(
+            &app,
+            "POST",
+            "/admin/products",
+            &admin,
+            Some(json!({"product_id": "", "name": "x", "price_cents": -1, "currency": "euro"})),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/products",
+        &call(
+            &app,
+            "POST",
+            "/admin/products",
+            &auth,
+            Some(json!({"product_id": "x", "name": "x", "price_cents": 1, "currency": "EUR"})),
+        )
+        .await,
+    );
+    let etag = format!("\"{version}\"");
+    let patch = json!({"price_cents": 650});
+    hit(
+        &mut c,
+        "PATCH",
+        "/admin/products/{id}",
+        &call(
+            &app,
+            "PATCH",
+            "/admin/products/sku-new",
+            &admin,
+            Some(patch.clone()),
+        )
+        .await,
+    );
+    let r = call(
+        &app,
+        "PATCH",
+        "/admin/products/sku-new",
+        &[admin[0], ("if-match", &etag)],
+        Some(patch.clone()),
+    )
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    hit(&mut c, "PATCH", "/admin/products/{id}", &r);
+    hit(
+        &mut c,
+        "PATCH",
+        "/admin/products/{id}",
+        &call(
+            &app,
+            "PATCH",
+            "/admin/products/sku-new",
+            &[admin[0], ("if-match", &etag)],
+            Some(patch.clone()),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "PATCH",
+        "/admin/products/{id}",
+        &call(
+            &app,
+            "PATCH",
+            "/admin/products/nope",
+            &[admin[0], ("if-match", "\"1\"")],
+            Some(patch),
+        )
+        .await,
+    );
+    let adjust = "/admin/products/sku-new/stock-adjustments";
+    let delta = json!({"adjustment_id": "delivery-1", "delta": 5, "reason": "delivery"});
+    let r = call(&app, "POST", adjust, &admin, Some(delta.clone())).await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    hit(&mut c, "POST", "/admin/products/{id}/stock-adjustments", &r);
+    hit(
+        &mut c,
+        "POST",
+        "/admin/products/{id}/stock-adjustments",
+        &call(&app, "POST", adjust, &admin, Some(delta)).await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/products/{id}/stock-adjustments",
+        &call(
+            &app,
+            "POST",
+            adjust,
+            &admin,
+            Some(json!({"adjustment_id": "take-1", "delta": -100, "reason": "stock take"})),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "POST",
+        "/admin/products/{id}/stock-adjustments",
+        &call(
+            &app,
+            "POST",
+            adjust,
+            &admin,
+            Some(json!({"adjustment_id": "delivery-1", "delta": 6, "reason": "delivery"})),
+        )
+        .await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/products",
+        &call(&app, "GET", "/products?limit=1", &[], None).await,
+    );
+    hit(
+        &mut c,
+        "GET",
+        "/products",
+        &call(&app, "GET", "/products?limit=0", &[], None).await,
+    );
+
     // Logging out.
     hit(
         &mut c,
