@@ -141,9 +141,12 @@ pub async fn record_order_gauges(pool: &PgPool) -> anyhow::Result<()> {
     let states = [
         ("PENDING", "none"),
         ("CONFIRMED", "none"),
+        ("SHIPPED", "none"),
+        ("DELIVERED", "none"),
         ("CANCELLED", "out_of_stock"),
         ("CANCELLED", "payment_declined"),
         ("CANCELLED", "expired"),
+        ("CANCELLED", "customer_cancelled"),
     ];
     for (status, reason) in states {
         let n = counts
