@@ -279,6 +279,28 @@ fn samples() -> Vec<(&'static str, Value)> {
             "order/order-timeline.json",
             rmq("order-timeline", &[(c.clone(), j), (stock_released, j)]),
         ),
+        (
+            "order/order-cancel.json",
+            http(
+                "POST",
+                &format!("/orders/{ORDER_ID}/cancel"),
+                "/orders/{id}/cancel",
+                json!({"id": ORDER_ID}),
+                None,
+                true,
+            ),
+        ),
+        (
+            "order/order-admin.json",
+            http(
+                "POST",
+                &format!("/admin/orders/{ORDER_ID}/ship"),
+                "/admin/orders/{id}/ship",
+                json!({"id": ORDER_ID}),
+                Some(json!({"carrier": "DHL", "tracking_number": "JD014600003SE"})),
+                true,
+            ),
+        ),
     ]
 }
 
@@ -341,6 +363,8 @@ const EXPECTED_ERRORS: &[(&str, u16)] = &[
     ("identity/identity-logout.json", 401),
     ("order/order-create.json", 401),
     ("order/order-get.json", 401),
+    ("order/order-cancel.json", 401),
+    ("order/order-admin.json", 401),
 ];
 
 /// The order the samples are fed in, each seeing what the ones before it left, as in the
@@ -356,6 +380,8 @@ const STORY: &[&str] = &[
     "inventory/inventory-products-stock.json",
     "order/order-create.json",
     "order/order-get.json",
+    "order/order-cancel.json",
+    "order/order-admin.json",
     "order/order-catalog.json",
     "inventory/inventory-reserve.json",
     // The same order.created in protobuf: a duplicate of the one just processed.

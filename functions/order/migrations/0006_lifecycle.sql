@@ -30,7 +30,7 @@ CREATE TABLE orders.refunds (
     refund_id      uuid        PRIMARY KEY,
     order_id       uuid        NOT NULL REFERENCES orders.orders (order_id),
     kind           text        NOT NULL CHECK (kind IN ('admin', 'cancel')),
-    amount_cents   bigint      NOT NULL CHECK (amount_cents > 0),
+    amount_cents   bigint      NOT NULL CHECK (amount_cents >= 0),
     currency       text        NOT NULL,
     -- [{"product_id","quantity","unit_price_cents"}]; empty for a refund by amount.
     lines          jsonb       NOT NULL DEFAULT '[]',

@@ -13,7 +13,7 @@ pub mod functions;
 pub mod pg;
 
 pub use functions::expire_due;
-pub use pg::views::OrderRow;
+pub use pg::views::{OrderRow, RefundRow};
 
 use sqlx::PgPool;
 
@@ -29,6 +29,8 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("order-create", functions::create),
     ("order-get", functions::get),
+    ("order-cancel", functions::cancel),
+    ("order-admin", functions::admin),
     ("order-saga", functions::saga),
     ("order-catalog", functions::catalog),
     ("order-expire", functions::expire),

@@ -56,7 +56,9 @@ pub enum InvalidAddress {
     Empty { field: &'static str },
     #[error("shipping_address.{field} must be at most {max} characters")]
     TooLong { field: &'static str, max: usize },
-    #[error("shipping_address.country must be an ISO 3166-1 alpha-2 code in capitals (\"FR\", \"DE\")")]
+    #[error(
+        "shipping_address.country must be an ISO 3166-1 alpha-2 code in capitals (\"FR\", \"DE\")"
+    )]
     Country,
 }
 
@@ -172,6 +174,9 @@ mod tests {
         ));
         let mut r = req();
         r.name = "é".repeat(MAX_NAME);
-        assert!(ShippingAddress::try_from(r).is_ok(), "length counts characters, not bytes");
+        assert!(
+            ShippingAddress::try_from(r).is_ok(),
+            "length counts characters, not bytes"
+        );
     }
 }

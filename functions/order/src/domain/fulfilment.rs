@@ -69,7 +69,11 @@ pub enum Step {
 pub struct Refused(pub &'static str);
 
 /// Ship `shipment` for an order in `status` whose current shipment (if any) is `current`.
-pub fn ship(status: Status, current: Option<&Shipment>, shipment: &Shipment) -> Result<Step, Refused> {
+pub fn ship(
+    status: Status,
+    current: Option<&Shipment>,
+    shipment: &Shipment,
+) -> Result<Step, Refused> {
     match status {
         Status::Confirmed => Ok(Step::Apply),
         Status::Shipped if current == Some(shipment) => Ok(Step::Repeat),

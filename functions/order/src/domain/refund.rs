@@ -144,9 +144,13 @@ pub struct Planned {
 /// Why a refund cannot be given (a 422 `exceeds_refundable`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Exceeds {
-    #[error("refunding {amount} cents would exceed the order: {left} of {total} cents are left to refund")]
+    #[error(
+        "refunding {amount} cents would exceed the order: {left} of {total} cents are left to refund"
+    )]
     Amount { amount: i64, total: i64, left: i64 },
-    #[error("product {product_id}: refunding {asked} would exceed the {bought} bought ({refunded} already refunded)")]
+    #[error(
+        "product {product_id}: refunding {asked} would exceed the {bought} bought ({refunded} already refunded)"
+    )]
     Units {
         product_id: String,
         asked: i64,
@@ -181,9 +185,7 @@ pub fn plan(
             let mut out = Vec::with_capacity(asked.len());
             for (product, quantity) in asked {
                 let asked = i64::from(quantity.get());
-                let bought = purchased
-                    .iter()
-                    .find(|l| l.product_id == product.as_str());
+                let bought = purchased.iter().find(|l| l.product_id == product.as_str());
                 let already = refunded.get(product.as_str()).copied().unwrap_or(0);
                 let bought_units = bought.map_or(0, |l| l.quantity);
                 match bought {
@@ -264,7 +266,10 @@ mod tests {
             parse(r#"{"amount_cents":1,"lines":[{"product_id":"a","quantity":1}]}"#).unwrap_err(),
             InvalidRefund::OneOf
         );
-        assert_eq!(parse(r#"{"amount_cents":100}"#).unwrap().by, RefundBy::Amount(100));
+        assert_eq!(
+            parse(r#"{"amount_cents":100}"#).unwrap().by,
+            RefundBy::Amount(100)
+        );
         assert!(matches!(
             parse(r#"{"lines":[{"product_id":"a","quantity":1}],"restock":true}"#)
                 .unwrap()
@@ -275,9 +280,18 @@ mod tests {
 
     #[test]
     fn malformed_amounts_lines_and_reasons_are_refused() {
-        assert_eq!(parse(r#"{"amount_cents":0}"#).unwrap_err(), InvalidRefund::Amount);
-        assert_eq!(parse(r#"{"amount_cents":-5}"#).unwrap_err(), InvalidRefund::Amount);
-        assert_eq!(parse(r#"{"lines":[]}"#).unwrap_err(), InvalidRefund::LineCount);
+        assert_eq!(
+            parse(r#"{"amount_cents":0}"#).unwrap_err(),
+            InvalidRefund::Amount
+        );
+        assert_eq!(
+            parse(r#"{"amount_cents":-5}"#).unwrap_err(),
+            InvalidRefund::Amount
+        );
+        assert_eq!(
+            parse(r#"{"lines":[]}"#).unwrap_err(),
+            InvalidRefund::LineCount
+        );
         assert_eq!(
             parse(r#"{"lines":[{"product_id":"a b","quantity":1}]}"#).unwrap_err(),
             InvalidRefund::Product(0)
@@ -290,7 +304,10 @@ mod tests {
             parse(r#"{"amount_cents":10,"restock":true}"#).unwrap_err(),
             InvalidRefund::RestockWithoutLines
         );
-        let long = format!(r#"{{"amount_cents":10,"reason":"{}"}}"#, "r".repeat(MAX_REASON + 1));
+        let long = format!(
+            r#"{{"amount_cents":10,"reason":"{}"}}"#,
+            "r".repeat(MAX_REASON + 1)
+        );
         assert_eq!(parse(&long).unwrap_err(), InvalidRefund::Reason);
         assert!(serde_json::from_str::<RefundRequest>(r#"{"amount_cent":10}"#).is_err());
     }
@@ -315,7 +332,10 @@ mod tests {
     #[test]
     fn refunds_never_sum_above_the_total() {
         let all = parse(&format!(r#"{{"amount_cents":{TOTAL}}}"#)).unwrap();
-        assert_eq!(plan(TOTAL, &bought(), &[], &all).unwrap().amount_cents, TOTAL);
+        assert_eq!(
+            plan(TOTAL, &bought(), &[], &all).unwrap().amount_cents,
+            TOTAL
+        );
         let one_more = parse(&format!(r#"{{"amount_cents":{}}}"#, TOTAL + 1)).unwrap();
         assert!(matches!(
             plan(TOTAL, &bought(), &[], &one_more).unwrap_err(),
@@ -364,7 +384,10 @@ mod tests {
             Exceeds::Units { refunded: 1, .. }
         ));
         let one = parse(r#"{"lines":[{"product_id":"sku-1","quantity":1}]}"#).unwrap();
-        assert_eq!(plan(TOTAL, &bought(), &prior, &one).unwrap().amount_cents, 1999);
+        assert_eq!(
+            plan(TOTAL, &bought(), &prior, &one).unwrap().amount_cents,
+            1999
+        );
         let stranger = parse(r#"{"lines":[{"product_id":"sku-9","quantity":1}]}"#).unwrap();
         assert!(matches!(
             plan(TOTAL, &bought(), &[], &stranger).unwrap_err(),

@@ -367,9 +367,15 @@ mod tests {
         // The hash of an order without an address is what it was before addresses existed.
         assert!(!plain.canonical_json().contains("shipping_address"));
         let fr = parse(&with("FR")).expect("valid");
-        assert_eq!(fr.shipping_address.as_ref().map(|a| a.city.as_str()), Some("Paris"));
+        assert_eq!(
+            fr.shipping_address.as_ref().map(|a| a.city.as_str()),
+            Some("Paris")
+        );
         assert_ne!(fr.request_hash(), plain.request_hash());
-        assert_ne!(fr.request_hash(), parse(&with("DE")).unwrap().request_hash());
+        assert_ne!(
+            fr.request_hash(),
+            parse(&with("DE")).unwrap().request_hash()
+        );
         assert!(matches!(
             parse(&with("fr")).unwrap_err(),
             InvalidOrder::Address(crate::domain::address::InvalidAddress::Country)

@@ -565,7 +565,10 @@ mod tests {
     fn results_do_not_move_a_shipped_or_delivered_order() {
         let (confirmed, _) = run(&[Input::StockReserved, Input::PaymentSucceeded]);
         for status in [Status::Shipped, Status::Delivered] {
-            let state = SagaState { status, ..confirmed };
+            let state = SagaState {
+                status,
+                ..confirmed
+            };
             for input in RESULTS.into_iter().chain([Input::Expired]) {
                 assert_eq!(step(state, input), (state, None), "{status} {input:?}");
             }
@@ -573,7 +576,8 @@ mod tests {
     }
 
     #[test]
-    fn with_a_customer_cancel_in_the_mix_every_ordering_ends_cancelled_and_confirms_at_most_once_before() {
+    fn with_a_customer_cancel_in_the_mix_every_ordering_ends_cancelled_and_confirms_at_most_once_before()
+     {
         for stock in STOCK {
             for payment in PAYMENT {
                 let (_, _, decision) = expected(stock, payment);

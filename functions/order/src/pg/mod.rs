@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod orders;
 pub mod timeline;
 pub mod views;
