@@ -499,3 +499,88 @@ async fn the_address_is_part_of_the_idempotency_request_hash() {
         .await;
     assert_eq!((status, code(&body)), (422, "idempotency_key_reused"));
 }
+
+// ---- timeline --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_timeline_records_shipment_delivery_and_refund_events_with_their_detail() {
+    let h = Harness::seeded().await;
+    let user = h.user().await;
+    let admin = h.admin().await;
+    let (id, _) = h.confirmed(&user).await;
+    let id_s = id.to_string();
+    h.admin_post(Some(&admin.token), "ship", &id_s, Some(SHIPMENT), None)
+        .await;
+    h.admin_post(Some(&admin.token), "deliver", &id_s, None, None)
+        .await;
+    let (_, r) = h
+        .admin_post(
+            Some(&admin.token),
+            "refunds",
+            &id_s,
+            Some(r#"{"amount_cents":500}"#),
+            Some("t1"),
+        )
+        .await;
+    let refund_id = r["refund_id"].as_str().unwrap().to_string();
+    let requested = h.published_of(id, "refund.requested").remove(0);
+    let outcome = shared::Envelope::new(
+        Payload::PaymentRefunded(shared::contracts::PaymentRefunded {
+            order_id: id_s.clone(),
+            refund_id: refund_id.clone(),
+            amount_cents: 500,
+            currency: "EUR".into(),
+            ..Default::default()
+        }),
+        Some(&requested),
+    );
+    let failed = shared::Envelope::new(
+        Payload::PaymentRefundFailed(shared::contracts::PaymentRefundFailed {
+            order_id: id_s.clone(),
+            refund_id,
+            amount_cents: 500,
+            currency: "EUR".into(),
+            reason: "gateway_declined".into(),
+        }),
+        Some(&requested),
+    );
+    let mut seen: Vec<shared::Envelope> = h
+        .env
+        .published()
+        .into_iter()
+        .filter(|e| e.correlation_id == id_s)
+        .collect();
+    seen.extend([outcome, failed]);
+    let report = h.to_timeline(&seen).await;
+    assert_eq!(report["parked"], json!([]), "{report}");
+    let (_, view) = h.get_order(&user.token, &id_s).await;
+    let details: Vec<(String, String)> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["event_type"].as_str().unwrap().into(),
+                t["detail"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (kind, detail) in [
+        (
+            "order.shipped",
+            "1 line(s), 2 unit(s) via DHL (JD014600003SE)",
+        ),
+        ("order.delivered", "delivered"),
+        ("refund.requested", "refund 5.00 EUR requested"),
+        ("payment.refunded", "refunded 5.00 EUR"),
+        (
+            "payment.refund_failed",
+            "refund of 5.00 EUR failed: gateway_declined",
+        ),
+    ] {
+        assert!(
+            details.contains(&(kind.to_string(), detail.to_string())),
+            "{kind}: {details:?}"
+        );
+    }
+}
