@@ -793,6 +793,7 @@ async fn story_fixtures(env: &shared::testing::TestEnv) {
             payment_ref: "tok_...visa",
             pending_timeout: std::time::Duration::from_secs(3600),
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            shipping_address: None,
         },
     )
     .await
