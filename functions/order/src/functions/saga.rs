@@ -42,15 +42,14 @@ fn reported_refund(env: &Envelope) -> Option<Result<ReportedRefund<'_>, HandleEr
         uuid::Uuid::parse_str(id)
             .map_err(|_| HandleError::permanent(format!("invalid {what} {id:?}")))
     };
-    Some((|| {
-        Ok(ReportedRefund {
-            refund_id: parse("refund id", refund_id)?,
-            order_id: parse("order id", order_id)?,
-            amount_cents,
-            currency,
-            outcome,
-        })
-    })())
+    let ids = parse("refund id", refund_id).and_then(|r| Ok((r, parse("order id", order_id)?)));
+    Some(ids.map(|(refund_id, order_id)| ReportedRefund {
+        refund_id,
+        order_id,
+        amount_cents,
+        currency,
+        outcome,
+    }))
 }
 
 /// Records a refund's outcome (idempotent: the first outcome of a refund wins).
