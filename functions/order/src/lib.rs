@@ -1,5 +1,7 @@
 //! The Orderflow order service: it accepts orders over HTTP, runs the order saga on stock
 //! and payment results, keeps a copy of catalog prices, and expires orders left PENDING.
+//! After the decision, the customer may cancel (`order-cancel`) and an admin ships,
+//! delivers and refunds (`order-admin`); `order-saga` records each refund's outcome.
 //!
 //! `domain` holds the pure decisions (request parsing, pricing, the saga state machine);
 //! `pg` the Postgres adapters (schema `orders`); `apply` runs the saga against a locked
