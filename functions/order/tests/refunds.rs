@@ -453,3 +453,22 @@ async fn a_refund_outcome_for_an_unknown_order_or_a_malformed_id_is_parked() {
     );
     assert!(refund_rows(&h, id).await.is_empty());
 }
+
+#[tokio::test]
+async fn refund_outcomes_mixed_with_saga_results_in_one_batch_are_each_applied() {
+    let h = Harness::seeded().await;
+    let (user, admin) = (h.user().await, h.admin().await);
+    let (paid, _) = h.confirmed(&user).await;
+    let (_, answer) = refund(&h, &admin, paid, r#"{"amount_cents":100}"#, "mix").await;
+    let refund_id = answer["refund_id"].as_str().unwrap();
+    let (pending, created) = h.place(&user, "tok_visa").await;
+    let batch = [
+        common::reserved(&created),
+        refunded(paid, refund_id, 100),
+        common::payment(&created, true),
+    ];
+    let report = h.to_saga(&batch).await;
+    assert_eq!(report["processed"], 3, "{report}");
+    assert_eq!(h.order_row(pending).await.status, "CONFIRMED");
+    assert_eq!(refund_rows(&h, paid).await[0].3, "refunded");
+}
