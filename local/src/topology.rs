@@ -187,7 +187,7 @@ mod tests {
         assert!(
             sharded.contains(
                 &"exchange p.order-saga.shards (x-consistent-hash, hash-property correlation_id) \
-              <- stock.reserved, stock.rejected, payment.processed"
+              <- stock.reserved, stock.rejected, payment.processed, payment.refunded, payment.refund_failed"
                     .to_string()
             )
         );
@@ -205,7 +205,7 @@ mod tests {
             lines
                 .iter()
                 .any(|l| l.starts_with("queue p.order-saga (quorum")
-                    && l.ends_with("<- stock.reserved, stock.rejected, payment.processed"))
+                    && l.ends_with("<- stock.reserved, stock.rejected, payment.processed, payment.refunded, payment.refund_failed"))
         );
         assert!(lines.contains(
             &"queue p.order-saga.dlq (quorum) <- p.orderflow.dlx [p.order-saga]".to_string()

@@ -296,6 +296,28 @@ fn samples() -> Vec<(&'static str, Value)> {
             "order/order-timeline.json",
             rmq("order-timeline", &[(c.clone(), j), (stock_released, j)]),
         ),
+        (
+            "order/order-cancel.json",
+            http(
+                "POST",
+                &format!("/orders/{ORDER_ID}/cancel"),
+                "/orders/{id}/cancel",
+                json!({"id": ORDER_ID}),
+                None,
+                true,
+            ),
+        ),
+        (
+            "order/order-admin.json",
+            http(
+                "POST",
+                &format!("/admin/orders/{ORDER_ID}/ship"),
+                "/admin/orders/{id}/ship",
+                json!({"id": ORDER_ID}),
+                Some(json!({"carrier": "DHL", "tracking_number": "JD014600003SE"})),
+                true,
+            ),
+        ),
     ]
 }
 
@@ -359,6 +381,8 @@ const EXPECTED_ERRORS: &[(&str, u16)] = &[
     ("order/order-create.json", 401),
     ("order/order-get.json", 401),
     ("order/order-get-history.json", 401),
+    ("order/order-cancel.json", 401),
+    ("order/order-admin.json", 401),
 ];
 
 /// The order the samples are fed in, each seeing what the ones before it left, as in the
@@ -376,6 +400,8 @@ const STORY: &[&str] = &[
     "order/order-get.json",
     "order/order-get-history.json",
     "ops/ops-openapi.json",
+    "order/order-cancel.json",
+    "order/order-admin.json",
     "order/order-catalog.json",
     "inventory/inventory-reserve.json",
     // The same order.created in protobuf: a duplicate of the one just processed.
@@ -787,6 +813,7 @@ async fn story_fixtures(env: &shared::testing::TestEnv) {
             payment_ref: "tok_...visa",
             pending_timeout: std::time::Duration::from_secs(3600),
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            shipping_address: None,
         },
     )
     .await

@@ -1,5 +1,7 @@
 //! The Orderflow order service: it accepts orders over HTTP, runs the order saga on stock
 //! and payment results, keeps a copy of catalog prices, and expires orders left PENDING.
+//! After the decision, the customer may cancel (`order-cancel`) and an admin ships,
+//! delivers and refunds (`order-admin`); `order-saga` records each refund's outcome.
 //!
 //! `domain` holds the pure decisions (request parsing, pricing, the saga state machine);
 //! `pg` the Postgres adapters (schema `orders`); `apply` runs the saga against a locked
@@ -13,7 +15,7 @@ pub mod functions;
 pub mod pg;
 
 pub use functions::expire_due;
-pub use pg::views::OrderRow;
+pub use pg::views::{OrderRow, RefundRow};
 
 use sqlx::PgPool;
 
@@ -29,6 +31,8 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("order-create", functions::create),
     ("order-get", functions::get),
+    ("order-cancel", functions::cancel),
+    ("order-admin", functions::admin),
     ("order-saga", functions::saga),
     ("order-catalog", functions::catalog),
     ("order-expire", functions::expire),
@@ -141,9 +145,12 @@ pub async fn record_order_gauges(pool: &PgPool) -> anyhow::Result<()> {
     let states = [
         ("PENDING", "none"),
         ("CONFIRMED", "none"),
+        ("SHIPPED", "none"),
+        ("DELIVERED", "none"),
         ("CANCELLED", "out_of_stock"),
         ("CANCELLED", "payment_declined"),
         ("CANCELLED", "expired"),
+        ("CANCELLED", "customer_cancelled"),
     ];
     for (status, reason) in states {
         let n = counts

@@ -223,7 +223,7 @@ async fn the_owner_reads_the_order_with_items_and_timeline() {
     assert_eq!(body["currency"], "EUR");
     assert_eq!(
         body["items"],
-        json!([{"product_id": "sku-1", "quantity": 2, "unit_price_cents": 1999}])
+        json!([{"product_id": "sku-1", "name": "Product sku-1", "quantity": 2, "unit_price_cents": 1999}])
     );
     let timeline = body["timeline"].as_array().unwrap();
     assert_eq!(timeline.len(), 1);

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub fn all(s: &Snapshot, expect: &Expect) -> Vec<Check> {
     vec![
         orders_final(s),
+        fulfilment_recorded(s),
         stock_conserved(s),
         money_settled(s),
         ledger_reconciled(s),
@@ -24,14 +25,19 @@ pub fn all(s: &Snapshot, expect: &Expect) -> Vec<Check> {
     ]
 }
 
-/// Invariant 1: After quiescence every order is CONFIRMED or CANCELLED (with a known reason).
+/// Invariant 1: After quiescence every order is final: CONFIRMED, SHIPPED or DELIVERED
+/// (without a reason), or CANCELLED with a known reason (the customer's own cancel among
+/// them).
 pub fn orders_final(s: &Snapshot) -> Check {
     let mut v = Vec::new();
-    let (mut confirmed, mut cancelled) = (0, 0);
+    let (mut kept, mut cancelled) = (0, 0);
     for o in &s.orders {
         match (o.status.as_str(), o.reason.as_deref()) {
-            ("CONFIRMED", None) => confirmed += 1,
-            ("CANCELLED", Some("out_of_stock" | "payment_declined" | "expired")) => cancelled += 1,
+            ("CONFIRMED" | "SHIPPED" | "DELIVERED", None) => kept += 1,
+            (
+                "CANCELLED",
+                Some("out_of_stock" | "payment_declined" | "expired" | "customer_cancelled"),
+            ) => cancelled += 1,
             ("PENDING", _) => v.push(format!("order {} is still PENDING", o.order_id)),
             (status, reason) => v.push(format!(
                 "order {} is {status} with reason {reason:?}",
@@ -40,11 +46,79 @@ pub fn orders_final(s: &Snapshot) -> Check {
         }
     }
     Check {
-        name: "every order is CONFIRMED or CANCELLED",
+        name: "every order is CONFIRMED, SHIPPED, DELIVERED or CANCELLED",
         summary: format!(
-            "{} orders, {confirmed} confirmed, {cancelled} cancelled",
+            "{} orders, {kept} confirmed, shipped or delivered, {cancelled} cancelled",
             s.orders.len()
         ),
+        violations: v,
+    }
+}
+
+/// After the decision: a SHIPPED or DELIVERED order has its shipment (carrier, tracking
+/// number, when it shipped, and when it was delivered for DELIVERED), an order that never
+/// shipped has none; every refund an admin asked for reached `refunded` or `failed` once
+/// quiet, and the refunds of an order that did not fail never sum above its total.
+pub fn fulfilment_recorded(s: &Snapshot) -> Check {
+    let mut v = Vec::new();
+    let (mut shipped, mut refunds) = (0, 0);
+    for o in &s.orders {
+        let id = o.order_id;
+        let shipment = o.carrier.is_some() && o.tracking_number.is_some() && o.shipped_at.is_some();
+        match o.status.as_str() {
+            "SHIPPED" | "DELIVERED" => {
+                shipped += 1;
+                if !shipment {
+                    v.push(format!(
+                        "order {id} is {} but has no complete shipment (carrier, tracking number, shipped at)",
+                        o.status
+                    ));
+                }
+                match (o.status.as_str(), o.delivered_at.is_some()) {
+                    ("DELIVERED", false) => {
+                        v.push(format!("order {id} is DELIVERED but has no delivery time"))
+                    }
+                    ("SHIPPED", true) => {
+                        v.push(format!("order {id} is SHIPPED but has a delivery time"))
+                    }
+                    _ => {}
+                }
+            }
+            status => {
+                if o.shipped_at.is_some() || o.delivered_at.is_some() {
+                    v.push(format!("order {id} is {status} but has a shipment"));
+                }
+            }
+        }
+        let mut given = 0i64;
+        for r in &o.refunds {
+            refunds += 1;
+            match r.status.as_str() {
+                "refunded" => given += r.amount_cents,
+                "failed" => {}
+                "requested" if r.kind == "admin" => {
+                    given += r.amount_cents;
+                    v.push(format!(
+                        "refund {} of order {id} is still requested",
+                        r.refund_id
+                    ));
+                }
+                other => v.push(format!(
+                    "refund {} of order {id} ({}) is {other}",
+                    r.refund_id, r.kind
+                )),
+            }
+        }
+        if given > o.total_cents {
+            v.push(format!(
+                "order {id}: refunds of {given} exceed its total of {}",
+                o.total_cents
+            ));
+        }
+    }
+    Check {
+        name: "shipped orders have their shipment, every refund settled within the total",
+        summary: format!("{shipped} shipped or delivered, {refunds} refunds"),
         violations: v,
     }
 }

@@ -96,6 +96,7 @@ mod tests {
                 })
                 .collect(),
             payment_token: "tok_visa".into(),
+            shipping_address: None,
         })
         .expect("valid")
     }

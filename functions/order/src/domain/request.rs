@@ -13,6 +13,9 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 pub struct OrderRequest {
     pub items: Vec<LineRequest>,
     pub payment_token: String,
+    /// Optional, so clients from before fulfilment keep working.
+    #[serde(default)]
+    pub shipping_address: Option<super::address::AddressRequest>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +37,8 @@ pub enum InvalidOrder {
     MergedQuantity(String),
     #[error("payment_token must be a payment token starting with \"tok_\"")]
     PaymentToken,
+    #[error(transparent)]
+    Address(#[from] super::address::InvalidAddress),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -102,6 +107,10 @@ pub struct ValidLine {
 pub struct ValidOrder {
     pub items: Vec<ValidLine>,
     pub payment_token: PaymentToken,
+    /// Left out of the canonical JSON when absent, so an order without one hashes as it
+    /// did before addresses existed (a retry across the upgrade is still a replay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<super::address::ShippingAddress>,
 }
 
 impl TryFrom<OrderRequest> for ValidOrder {
@@ -134,9 +143,14 @@ impl TryFrom<OrderRequest> for ValidOrder {
         }
         let payment_token =
             PaymentToken::parse(&req.payment_token).ok_or(InvalidOrder::PaymentToken)?;
+        let shipping_address = req
+            .shipping_address
+            .map(super::address::ShippingAddress::try_from)
+            .transpose()?;
         Ok(ValidOrder {
             items,
             payment_token,
+            shipping_address,
         })
     }
 }
@@ -195,6 +209,7 @@ mod tests {
                 })
                 .collect(),
             payment_token: token.to_string(),
+            shipping_address: None,
         }
     }
 
@@ -333,5 +348,37 @@ mod tests {
         for bad in bad {
             assert!(IdempotencyKey::parse(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_shipping_address_is_optional_checked_and_part_of_the_hash() {
+        let parse = |json: &str| {
+            let r: OrderRequest = serde_json::from_str(json).expect("json");
+            ValidOrder::try_from(r)
+        };
+        let without = r#"{"items":[{"product_id":"a","quantity":1}],"payment_token":"tok_visa"}"#;
+        let with = |country: &str| {
+            format!(
+                r#"{{"items":[{{"product_id":"a","quantity":1}}],"payment_token":"tok_visa","shipping_address":{{"name":"Ada","line1":"1 Main St","city":"Paris","postal_code":"75001","country":"{country}"}}}}"#
+            )
+        };
+        let plain = parse(without).expect("valid");
+        assert_eq!(plain.shipping_address, None);
+        // The hash of an order without an address is what it was before addresses existed.
+        assert!(!plain.canonical_json().contains("shipping_address"));
+        let fr = parse(&with("FR")).expect("valid");
+        assert_eq!(
+            fr.shipping_address.as_ref().map(|a| a.city.as_str()),
+            Some("Paris")
+        );
+        assert_ne!(fr.request_hash(), plain.request_hash());
+        assert_ne!(
+            fr.request_hash(),
+            parse(&with("DE")).unwrap().request_hash()
+        );
+        assert!(matches!(
+            parse(&with("fr")).unwrap_err(),
+            InvalidOrder::Address(crate::domain::address::InvalidAddress::Country)
+        ));
     }
 }

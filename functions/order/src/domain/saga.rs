@@ -2,8 +2,13 @@
 //!
 //! The decision waits until both the stock and the payment result are known, so the final
 //! state and reason never depend on the order in which they arrive. The first result of
-//! each kind wins (duplicates and contradicting redeliveries are ignored), a final order
-//! ignores everything, and only a PENDING order can expire.
+//! each kind wins (duplicates and contradicting redeliveries are ignored), a decided order
+//! ignores every result, and only a PENDING order can expire.
+//!
+//! The customer's cancel is the one input a decided order still takes: a PENDING or
+//! CONFIRMED order becomes CANCELLED(customer_cancelled); a later stock or payment result
+//! then changes nothing (downstream compensates it as it does after an expiry). Shipping
+//! and delivery happen after the saga (`domain::fulfilment`).
 
 use std::fmt;
 
@@ -11,6 +16,8 @@ use std::fmt;
 pub enum Status {
     Pending,
     Confirmed,
+    Shipped,
+    Delivered,
     Cancelled,
 }
 
@@ -19,6 +26,7 @@ pub enum Reason {
     OutOfStock,
     PaymentDeclined,
     Expired,
+    CustomerCancelled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +57,8 @@ pub enum Input {
     PaymentSucceeded,
     PaymentFailed,
     Expired,
+    /// `POST /orders/{id}/cancel` by the order's owner.
+    CustomerCancel,
 }
 
 /// What the saga tells the world, exactly once per order.
@@ -77,11 +87,10 @@ impl SagaState {
 /// Applies one input. Returns the new state and, when this input settles the order, the
 /// decision to publish.
 pub fn step(state: SagaState, input: Input) -> (SagaState, Option<Decision>) {
-    if state.is_final() {
-        return (state, None);
-    }
     let mut next = state;
     match input {
+        Input::CustomerCancel => return customer_cancel(state),
+        _ if state.is_final() => return (state, None),
         Input::Expired => {
             next.status = Status::Cancelled;
             next.reason = Some(Reason::Expired);
@@ -120,12 +129,30 @@ pub fn step(state: SagaState, input: Input) -> (SagaState, Option<Decision>) {
     (next, Some(decision))
 }
 
+/// A customer's cancel: a PENDING order (whatever results it already has) or a CONFIRMED
+/// one is cancelled; a shipped, delivered or already cancelled order stays as it is.
+fn customer_cancel(state: SagaState) -> (SagaState, Option<Decision>) {
+    match state.status {
+        Status::Pending | Status::Confirmed => {
+            let next = SagaState {
+                status: Status::Cancelled,
+                reason: Some(Reason::CustomerCancelled),
+                ..state
+            };
+            (next, Some(Decision::Cancel(Reason::CustomerCancelled)))
+        }
+        Status::Shipped | Status::Delivered | Status::Cancelled => (state, None),
+    }
+}
+
 /// Database and API spellings.
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "PENDING",
             Status::Confirmed => "CONFIRMED",
+            Status::Shipped => "SHIPPED",
+            Status::Delivered => "DELIVERED",
             Status::Cancelled => "CANCELLED",
         }
     }
@@ -134,6 +161,8 @@ impl Status {
         match s {
             "PENDING" => Some(Status::Pending),
             "CONFIRMED" => Some(Status::Confirmed),
+            "SHIPPED" => Some(Status::Shipped),
+            "DELIVERED" => Some(Status::Delivered),
             "CANCELLED" => Some(Status::Cancelled),
             _ => None,
         }
@@ -146,6 +175,7 @@ impl Reason {
             Reason::OutOfStock => "out_of_stock",
             Reason::PaymentDeclined => "payment_declined",
             Reason::Expired => "expired",
+            Reason::CustomerCancelled => "customer_cancelled",
         }
     }
 
@@ -154,6 +184,7 @@ impl Reason {
             "out_of_stock" => Some(Reason::OutOfStock),
             "payment_declined" => Some(Reason::PaymentDeclined),
             "expired" => Some(Reason::Expired),
+            "customer_cancelled" => Some(Reason::CustomerCancelled),
             _ => None,
         }
     }
@@ -165,6 +196,7 @@ impl Reason {
             Reason::OutOfStock => CancelReason::OutOfStock,
             Reason::PaymentDeclined => CancelReason::PaymentDeclined,
             Reason::Expired => CancelReason::Expired,
+            Reason::CustomerCancelled => CancelReason::CustomerCancelled,
         }
     }
 }
@@ -435,10 +467,21 @@ mod tests {
 
     #[test]
     fn spellings_round_trip() {
-        for s in [Status::Pending, Status::Confirmed, Status::Cancelled] {
+        for s in [
+            Status::Pending,
+            Status::Confirmed,
+            Status::Shipped,
+            Status::Delivered,
+            Status::Cancelled,
+        ] {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
-        for r in [Reason::OutOfStock, Reason::PaymentDeclined, Reason::Expired] {
+        for r in [
+            Reason::OutOfStock,
+            Reason::PaymentDeclined,
+            Reason::Expired,
+            Reason::CustomerCancelled,
+        ] {
             assert_eq!(Reason::parse(r.as_str()), Some(r));
             assert_eq!(r.to_proto().api_name(), Some(r.as_str()));
         }
@@ -447,6 +490,123 @@ mod tests {
         }
         for p in [PaymentResult::Success, PaymentResult::Failed] {
             assert_eq!(PaymentResult::parse(p.as_str()), Some(p));
+        }
+    }
+
+    const RESULTS: [Input; 4] = [
+        Input::StockReserved,
+        Input::StockRejected,
+        Input::PaymentSucceeded,
+        Input::PaymentFailed,
+    ];
+
+    #[test]
+    fn a_customer_cancel_of_a_pending_order_wins_over_every_later_result() {
+        for known in [
+            vec![],
+            vec![Input::StockReserved],
+            vec![Input::PaymentSucceeded],
+            vec![Input::PaymentFailed],
+        ] {
+            let (state, _) = run(&known);
+            let (cancelled, decision) = step(state, Input::CustomerCancel);
+            assert_eq!(
+                decision,
+                Some(Decision::Cancel(Reason::CustomerCancelled)),
+                "after {known:?}"
+            );
+            assert_eq!(cancelled.status, Status::Cancelled);
+            for late in RESULTS.into_iter().chain([Input::Expired]) {
+                let (after, decision) = step(cancelled, late);
+                assert_eq!(decision, None, "{late:?} after the cancel");
+                assert_eq!(after, cancelled);
+            }
+        }
+    }
+
+    #[test]
+    fn a_customer_cancel_of_a_confirmed_order_cancels_it_once() {
+        let (confirmed, _) = run(&[Input::StockReserved, Input::PaymentSucceeded]);
+        assert_eq!(confirmed.status, Status::Confirmed);
+        let (cancelled, decision) = step(confirmed, Input::CustomerCancel);
+        assert_eq!(decision, Some(Decision::Cancel(Reason::CustomerCancelled)));
+        assert_eq!(
+            (cancelled.status, cancelled.reason),
+            (Status::Cancelled, Some(Reason::CustomerCancelled))
+        );
+        // The results it was confirmed on are kept: they say what downstream holds.
+        assert_eq!(cancelled.stock, Some(StockResult::Reserved));
+        let (again, decision) = step(cancelled, Input::CustomerCancel);
+        assert_eq!(decision, None, "a repeated cancel decides nothing");
+        assert_eq!(again, cancelled);
+    }
+
+    #[test]
+    fn a_customer_cancel_does_not_touch_a_shipped_delivered_or_otherwise_cancelled_order() {
+        let (declined, _) = run(&[Input::StockReserved, Input::PaymentFailed]);
+        let (expired, _) = run(&[Input::Expired]);
+        let (confirmed, _) = run(&[Input::StockReserved, Input::PaymentSucceeded]);
+        let shipped = SagaState {
+            status: Status::Shipped,
+            ..confirmed
+        };
+        let delivered = SagaState {
+            status: Status::Delivered,
+            ..confirmed
+        };
+        for state in [declined, expired, shipped, delivered] {
+            let (after, decision) = step(state, Input::CustomerCancel);
+            assert_eq!(decision, None, "{state:?}");
+            assert_eq!(after, state);
+        }
+    }
+
+    #[test]
+    fn results_do_not_move_a_shipped_or_delivered_order() {
+        let (confirmed, _) = run(&[Input::StockReserved, Input::PaymentSucceeded]);
+        for status in [Status::Shipped, Status::Delivered] {
+            let state = SagaState {
+                status,
+                ..confirmed
+            };
+            for input in RESULTS.into_iter().chain([Input::Expired]) {
+                assert_eq!(step(state, input), (state, None), "{status} {input:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn with_a_customer_cancel_in_the_mix_every_ordering_ends_cancelled_and_confirms_at_most_once_before()
+     {
+        for stock in STOCK {
+            for payment in PAYMENT {
+                let (_, _, decision) = expected(stock, payment);
+                for order in permutations(&[stock, payment, payment, Input::CustomerCancel]) {
+                    let (state, decisions) = run(&order);
+                    let cancel_at = order.iter().position(|i| *i == Input::CustomerCancel);
+                    let decided_at = [stock, payment]
+                        .iter()
+                        .filter_map(|k| order.iter().position(|i| i == k))
+                        .max();
+                    if cancel_at < decided_at {
+                        assert_eq!(
+                            decisions,
+                            vec![Decision::Cancel(Reason::CustomerCancelled)],
+                            "{order:?}"
+                        );
+                    } else if decision == Decision::Confirm {
+                        // Confirmed first, then cancelled by the customer: two decisions.
+                        assert_eq!(
+                            decisions,
+                            vec![decision, Decision::Cancel(Reason::CustomerCancelled)],
+                            "{order:?}"
+                        );
+                    } else {
+                        assert_eq!(decisions, vec![decision], "{order:?}");
+                    }
+                    assert_eq!(state.status, Status::Cancelled, "{order:?}");
+                }
+            }
         }
     }
 }

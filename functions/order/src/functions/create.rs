@@ -192,6 +192,7 @@ impl CreateOrder {
             payment_ref: &payment_ref,
             pending_timeout: self.ctx.config.pending_timeout,
             traceparent: &traceparent,
+            shipping_address: order.shipping_address.as_ref(),
         };
         orders::insert(&mut tx, &new).await?;
         shared::db::outbox_insert(&mut tx, crate::SCHEMA, &events).await?;

@@ -1,5 +1,7 @@
 //! The order service's Lambda functions, one constructor per binary (see `crate::FUNCTIONS`).
 
+mod admin;
+mod cancel;
 mod catalog;
 mod create;
 mod expire;
@@ -7,6 +9,8 @@ mod get;
 mod saga;
 mod timeline;
 
+pub use admin::admin;
+pub use cancel::cancel;
 pub use catalog::{CatalogHandler, catalog};
 pub use create::create;
 pub use expire::{expire, expire_due};

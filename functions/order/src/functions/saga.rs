@@ -1,8 +1,10 @@
-//! `order-saga` (queue order-saga <- stock.reserved, stock.rejected, payment.processed):
-//! feeds each result to the pure saga under a row lock and publishes its decision.
+//! `order-saga` (queue order-saga <- stock.reserved, stock.rejected, payment.processed,
+//! payment.refunded, payment.refund_failed): feeds each result to the pure saga under a row
+//! lock and publishes its decision; records each refund's outcome in `orders.refunds`.
 
 use crate::apply::{SagaTiming, apply_input};
 use crate::domain::saga::Input;
+use crate::pg::lifecycle::{self, Outcome, ReportedRefund};
 use crate::pg::orders::{self, LoadError};
 use async_trait::async_trait;
 use shared::contracts::{Payload, PaymentStatus};
@@ -15,6 +17,49 @@ pub struct SagaHandler;
 
 pub fn saga(ctx: &shared::context::Context) -> Arc<dyn Function> {
     Arc::new(shared::lambda::RmqFunction(ctx.batch_runner(SagaHandler)))
+}
+
+/// A refund outcome, if `env` is one.
+fn reported_refund(env: &Envelope) -> Option<Result<ReportedRefund<'_>, HandleError>> {
+    let (order_id, refund_id, amount_cents, currency, outcome) = match env.payload() {
+        Payload::PaymentRefunded(e) => (
+            &e.order_id,
+            &e.refund_id,
+            e.amount_cents,
+            &e.currency,
+            Outcome::Refunded,
+        ),
+        Payload::PaymentRefundFailed(e) => (
+            &e.order_id,
+            &e.refund_id,
+            e.amount_cents,
+            &e.currency,
+            Outcome::Failed(e.reason.clone()),
+        ),
+        _ => return None,
+    };
+    let parse = |what: &str, id: &str| {
+        uuid::Uuid::parse_str(id)
+            .map_err(|_| HandleError::permanent(format!("invalid {what} {id:?}")))
+    };
+    let ids = parse("refund id", refund_id).and_then(|r| Ok((r, parse("order id", order_id)?)));
+    Some(ids.map(|(refund_id, order_id)| ReportedRefund {
+        refund_id,
+        order_id,
+        amount_cents,
+        currency,
+        outcome,
+    }))
+}
+
+/// Records a refund's outcome (idempotent: the first outcome of a refund wins).
+async fn record_refund(tx: &mut PgConnection, r: &ReportedRefund<'_>) -> Result<(), HandleError> {
+    if !lifecycle::order_exists(tx, r.order_id).await? {
+        return Err(HandleError::permanent("unknown order"));
+    }
+    let changed = lifecycle::record_outcome(tx, r).await?;
+    tracing::info!(refund_id = %r.refund_id, outcome = ?r.outcome, changed, "refund outcome");
+    Ok(())
 }
 
 /// The order an event is about and the saga input it means.
@@ -52,6 +97,10 @@ impl MessageHandler for SagaHandler {
         tx: &mut PgConnection,
         env: &Envelope,
     ) -> Result<Applied<SagaTiming>, HandleError> {
+        if let Some(refund) = reported_refund(env) {
+            record_refund(tx, &refund?).await?;
+            return Ok(Applied::nothing());
+        }
         let (order_id, input) = input_of(env)?;
         let order_id = uuid::Uuid::parse_str(order_id)
             .map_err(|_| HandleError::permanent(format!("invalid order id {order_id:?}")))?;
@@ -92,6 +141,11 @@ impl MessageHandler for SagaHandler {
     ) -> Result<Applied<SagaTiming>, HandleError> {
         let mut inputs = Vec::with_capacity(events.len());
         for env in events {
+            // Refund outcomes are rare beside saga results: one statement each.
+            if let Some(refund) = reported_refund(env) {
+                record_refund(tx, &refund?).await?;
+                continue;
+            }
             let (order_id, input) = input_of(env)?;
             let order_id = uuid::Uuid::parse_str(order_id)
                 .map_err(|_| HandleError::permanent(format!("invalid order id {order_id:?}")))?;

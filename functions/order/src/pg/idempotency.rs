@@ -1,5 +1,7 @@
 //! `orders.idempotency`: the answer given to each `(user, Idempotency-Key)`, written in the
-//! transaction that creates the order, so a replay returns it and creates nothing.
+//! transaction that creates the order (or the admin refund), so a replay returns it and
+//! creates nothing. Refund keys are stored as `refund <order id> <key>`: a client key never
+//! holds a space, so they cannot collide with an order-create key of the same user.
 
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -12,11 +14,21 @@ pub struct StoredResponse {
 }
 
 pub async fn find(pool: &PgPool, user_id: Uuid, key: &str) -> sqlx::Result<Option<StoredResponse>> {
+    let mut conn = pool.acquire().await?;
+    find_in(&mut conn, user_id, key).await
+}
+
+/// `find` in the caller's transaction (an admin refund reads it under the order's lock).
+pub async fn find_in(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    key: &str,
+) -> sqlx::Result<Option<StoredResponse>> {
     let row: Option<(String, i32, serde_json::Value)> =
         sqlx::query_as("SELECT request_hash, status_code, response FROM orders.idempotency WHERE user_id = $1 AND key = $2")
             .bind(user_id)
             .bind(key)
-            .fetch_optional(pool)
+            .fetch_optional(conn)
             .await?;
     Ok(
         row.map(|(request_hash, status_code, response)| StoredResponse {

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod history;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod orders;
 pub mod timeline;
 pub mod views;

@@ -19,13 +19,14 @@ pub struct NewOrder<'a> {
     pub pending_timeout: Duration,
     /// The trace of its `order.created`, continued by every later event of the order.
     pub traceparent: &'a str,
+    pub shipping_address: Option<&'a crate::domain::address::ShippingAddress>,
 }
 
 pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO orders.orders
-             (order_id, user_id, customer_email, status, total_cents, currency, payment_ref, deadline_at, traceparent)
-         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, now() + make_interval(secs => $7), $8)",
+             (order_id, user_id, customer_email, status, total_cents, currency, payment_ref, deadline_at, traceparent, shipping_address)
+         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, now() + make_interval(secs => $7), $8, $9)",
     )
     .bind(order.order_id)
     .bind(order.user_id)
@@ -35,6 +36,7 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
     .bind(order.payment_ref)
     .bind(order.pending_timeout.as_secs_f64())
     .bind(order.traceparent)
+    .bind(order.shipping_address.map(sqlx::types::Json))
     .execute(&mut *conn)
     .await?;
     let lines = &order.priced.lines;
@@ -45,9 +47,13 @@ pub async fn insert(conn: &mut PgConnection, order: &NewOrder<'_>) -> sqlx::Resu
         .map(|l| i32::try_from(l.quantity).unwrap_or(i32::MAX))
         .collect();
     let prices: Vec<i64> = lines.iter().map(|l| l.unit_price_cents).collect();
+    // The name is read from the catalog copy in the same statement as the line is written
+    // (no extra round trip): what the product was called when it was bought.
     sqlx::query(
-        "INSERT INTO orders.order_items (order_id, line, product_id, quantity, unit_price_cents)
-         SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::int[], $5::bigint[])",
+        "INSERT INTO orders.order_items (order_id, line, product_id, quantity, unit_price_cents, name)
+         SELECT $1, u.line, u.product_id, u.quantity, u.price, coalesce(c.name, '')
+         FROM UNNEST($2::int[], $3::text[], $4::int[], $5::bigint[]) AS u(line, product_id, quantity, price)
+         LEFT JOIN orders.catalog c ON c.product_id = u.product_id",
     )
     .bind(order.order_id)
     .bind(numbers)

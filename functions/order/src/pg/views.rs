@@ -1,7 +1,9 @@
-//! Read models: one order with its items and timeline for its owner, every order for the
+//! Read models: one order with its items, address, shipment, refunds and timeline for its
+//! owner, every order for the
 //! local runner's `verify`, and the order counts behind the `orderflow_orders` gauges.
 
 use crate::domain::timeline::{Causal, causal_order};
+use crate::pg::lifecycle::{RefundView, ShipmentRow};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -11,6 +13,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemView {
     pub product_id: String,
+    /// The product's name when it was bought ('' for orders placed before names were kept).
+    pub name: String,
     pub quantity: i32,
     pub unit_price_cents: i64,
 }
@@ -55,6 +59,11 @@ pub struct OrderView {
     pub total_cents: i64,
     pub currency: String,
     pub items: Vec<ItemView>,
+    /// As given at `POST /orders`; `null` when none was.
+    pub shipping_address: Option<crate::domain::address::ShippingAddress>,
+    /// `null` until the order ships.
+    pub shipment: Option<ShipmentRow>,
+    pub refunds: Vec<RefundView>,
     pub timeline: Vec<TimelineEntry>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -68,6 +77,7 @@ type HeadRow = (
     String,
     DateTime<Utc>,
     DateTime<Utc>,
+    Option<sqlx::types::Json<crate::domain::address::ShippingAddress>>,
 );
 
 /// The order when `user_id` owns it; `None` for a missing order and for someone else's
@@ -78,31 +88,46 @@ pub async fn order_for_owner(
     user_id: Uuid,
 ) -> sqlx::Result<Option<OrderView>> {
     let head: Option<HeadRow> = sqlx::query_as(
-        "SELECT order_id, status, reason, total_cents, currency, created_at, updated_at
+        "SELECT order_id, status, reason, total_cents, currency, created_at, updated_at, shipping_address
          FROM orders.orders WHERE order_id = $1 AND user_id = $2",
     )
     .bind(order_id)
     .bind(user_id)
     .fetch_optional(pool)
     .await?;
-    let Some((order_id, status, reason, total_cents, currency, created_at, updated_at)) = head
+    let Some((
+        order_id,
+        status,
+        reason,
+        total_cents,
+        currency,
+        created_at,
+        updated_at,
+        shipping_address,
+    )) = head
     else {
         return Ok(None);
     };
-    let items: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT product_id, quantity, unit_price_cents FROM orders.order_items WHERE order_id = $1 ORDER BY line",
+    let items: Vec<(String, String, i32, i64)> = sqlx::query_as(
+        "SELECT product_id, name, quantity, unit_price_cents FROM orders.order_items WHERE order_id = $1 ORDER BY line",
     )
     .bind(order_id)
     .fetch_all(pool)
     .await?;
     let items = items
         .into_iter()
-        .map(|(product_id, quantity, unit_price_cents)| ItemView {
+        .map(|(product_id, name, quantity, unit_price_cents)| ItemView {
             product_id,
+            name,
             quantity,
             unit_price_cents,
         })
         .collect();
+    let shipment = {
+        let mut conn = pool.acquire().await?;
+        crate::pg::lifecycle::shipment(&mut conn, order_id).await?
+    };
+    let refunds = crate::pg::lifecycle::refunds_of(pool, order_id).await?;
     let timeline = timeline(pool, order_id).await?;
     Ok(Some(OrderView {
         order_id,
@@ -111,6 +136,9 @@ pub async fn order_for_owner(
         total_cents,
         currency,
         items,
+        shipping_address: shipping_address.map(|a| a.0),
+        shipment,
+        refunds,
         timeline,
         created_at,
         updated_at,
@@ -168,17 +196,51 @@ pub struct OrderRow {
     pub total_cents: i64,
     /// `(product_id, quantity)` per line.
     pub items: Vec<(String, i64)>,
+    /// Its shipment columns as stored (each `None` until set).
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub refunds: Vec<RefundRow>,
+}
+
+/// A refund of the order as `orderflow verify` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRow {
+    pub refund_id: Uuid,
+    /// `admin` (asked by an admin) or `cancel` (the full refund after a customer cancel).
+    pub kind: String,
+    pub amount_cents: i64,
+    /// `requested`, `refunded` or `failed`.
+    pub status: String,
 }
 
 pub async fn all_orders(conn: &mut sqlx::PgConnection) -> sqlx::Result<Vec<OrderRow>> {
-    let heads: Vec<(Uuid, String, Option<String>, i64)> =
-        sqlx::query_as("SELECT order_id, status, reason, total_cents FROM orders.orders ORDER BY created_at, order_id")
-            .fetch_all(&mut *conn)
-            .await?;
+    type Head = (
+        Uuid,
+        String,
+        Option<String>,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let heads: Vec<Head> = sqlx::query_as(
+        "SELECT order_id, status, reason, total_cents, carrier, tracking_number, shipped_at, delivered_at
+         FROM orders.orders ORDER BY created_at, order_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let lines: Vec<(Uuid, String, i64)> =
         sqlx::query_as("SELECT order_id, product_id, quantity::bigint FROM orders.order_items ORDER BY order_id, line")
             .fetch_all(&mut *conn)
             .await?;
+    let refunds: Vec<(Uuid, Uuid, String, i64, String)> = sqlx::query_as(
+        "SELECT order_id, refund_id, kind, amount_cents, status FROM orders.refunds ORDER BY order_id, created_at, refund_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let mut by_order: std::collections::HashMap<Uuid, Vec<(String, i64)>> =
         std::collections::HashMap::new();
     for (order_id, product_id, quantity) in lines {
@@ -187,15 +249,44 @@ pub async fn all_orders(conn: &mut sqlx::PgConnection) -> sqlx::Result<Vec<Order
             .or_default()
             .push((product_id, quantity));
     }
+    let mut refunds_by_order: std::collections::HashMap<Uuid, Vec<RefundRow>> =
+        std::collections::HashMap::new();
+    for (order_id, refund_id, kind, amount_cents, status) in refunds {
+        refunds_by_order
+            .entry(order_id)
+            .or_default()
+            .push(RefundRow {
+                refund_id,
+                kind,
+                amount_cents,
+                status,
+            });
+    }
     Ok(heads
         .into_iter()
-        .map(|(order_id, status, reason, total_cents)| OrderRow {
-            order_id,
-            status,
-            reason,
-            total_cents,
-            items: by_order.remove(&order_id).unwrap_or_default(),
-        })
+        .map(
+            |(
+                order_id,
+                status,
+                reason,
+                total_cents,
+                carrier,
+                tracking_number,
+                shipped_at,
+                delivered_at,
+            )| OrderRow {
+                order_id,
+                status,
+                reason,
+                total_cents,
+                items: by_order.remove(&order_id).unwrap_or_default(),
+                carrier,
+                tracking_number,
+                shipped_at,
+                delivered_at,
+                refunds: refunds_by_order.remove(&order_id).unwrap_or_default(),
+            },
+        )
         .collect())
 }
 

@@ -18,6 +18,8 @@ pub struct Harness {
     pub env: TestEnv,
     pub create: Arc<dyn Function>,
     pub get: Arc<dyn Function>,
+    pub cancel: Arc<dyn Function>,
+    pub admin: Arc<dyn Function>,
     pub saga: Arc<dyn Function>,
     pub catalog: Arc<dyn Function>,
     pub timeline: Arc<dyn Function>,
@@ -39,6 +41,8 @@ impl Harness {
         Harness {
             create: order::functions::create(&env.ctx),
             get: order::functions::get(&env.ctx),
+            cancel: order::functions::cancel(&env.ctx),
+            admin: order::functions::admin(&env.ctx),
             saga: order::functions::saga(&env.ctx),
             catalog: order::functions::catalog(&env.ctx),
             timeline: order::functions::timeline(&env.ctx),
@@ -143,6 +147,78 @@ impl Harness {
         call(&self.get, req).await
     }
 
+    /// `POST /orders/{id}/cancel`, with a bearer token when given.
+    pub async fn cancel_order(&self, token: Option<&str>, id: &str) -> (u16, Value) {
+        let mut req = shared::http::request(
+            "POST",
+            &format!("/orders/{id}/cancel"),
+            "POST /orders/{id}/cancel",
+        );
+        req.path_parameters.insert("id".into(), id.to_string());
+        if let Some(token) = token {
+            bearer(&mut req, token);
+        }
+        call(&self.cancel, req).await
+    }
+
+    /// `POST /admin/orders/{id}/<action>` (`ship`, `deliver`, `refunds`).
+    pub async fn admin_post(
+        &self,
+        token: Option<&str>,
+        action: &str,
+        id: &str,
+        body: Option<&str>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = shared::http::request(
+            "POST",
+            &format!("/admin/orders/{id}/{action}"),
+            &format!("POST /admin/orders/{{id}}/{action}"),
+        );
+        req.path_parameters.insert("id".into(), id.to_string());
+        req.body = body.map(str::to_string);
+        if let Some(token) = token {
+            bearer(&mut req, token);
+        }
+        if let Some(key) = key {
+            req.headers.insert(
+                HeaderName::from_static("idempotency-key"),
+                HeaderValue::from_str(key).unwrap(),
+            );
+        }
+        call(&self.admin, req).await
+    }
+
+    /// Places an order and lets the saga confirm it (stock reserved, payment approved).
+    pub async fn confirmed(&self, user: &User) -> (Uuid, Envelope) {
+        let (id, created) = self.place(user, "tok_visa").await;
+        self.to_saga(&[reserved(&created), payment(&created, true)])
+            .await;
+        assert_eq!(self.order_row(id).await.status, "CONFIRMED");
+        (id, created)
+    }
+
+    /// Events of `event_type` published for the order.
+    pub fn published_of(&self, id: Uuid, event_type: &str) -> Vec<Envelope> {
+        self.env
+            .published()
+            .into_iter()
+            .filter(|e| e.correlation_id == id.to_string() && e.event_type == event_type)
+            .collect()
+    }
+
+    /// Outbox rows of `event_type` for the order (published or not).
+    pub async fn outbox_count(&self, id: Uuid, event_type: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM orders.outbox WHERE correlation_id = $1 AND event_type = $2",
+        )
+        .bind(id.to_string())
+        .bind(event_type)
+        .fetch_one(&self.env.ctx.pool)
+        .await
+        .unwrap()
+    }
+
     /// Places a valid order and returns its id and the `order.created` published for it.
     pub async fn place(&self, user: &User, token: &str) -> (Uuid, Envelope) {
         let body = format!(
@@ -178,6 +254,13 @@ impl Harness {
             .filter(|e| e.event_type == "order.confirmed" || e.event_type == "order.cancelled")
             .collect()
     }
+}
+
+pub fn bearer(req: &mut shared::http::Request, token: &str) {
+    req.headers.insert(
+        HeaderName::from_static("authorization"),
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
 }
 
 pub async fn call(f: &Arc<dyn Function>, req: shared::http::Request) -> (u16, Value) {

@@ -24,6 +24,11 @@ fn order(n: u128, status: &str, reason: Option<&str>, items: &[(&str, i64)]) -> 
         reason: reason.map(Into::into),
         total_cents: items.iter().map(|(_, q)| q * 100).sum(),
         items: items.iter().map(|(p, q)| (p.to_string(), *q)).collect(),
+        carrier: None,
+        tracking_number: None,
+        shipped_at: None,
+        delivered_at: None,
+        refunds: vec![],
     }
 }
 
@@ -516,4 +521,111 @@ fn a_stale_cache_entry_is_reported_and_expired_ones_are_counted_not_compared() {
     let mut s = clean();
     s.cache = Err("connection refused".into());
     fails_with(cache_agrees, &s, "could not read the stock cache");
+}
+
+// ---- the order after its decision (issue 12) ------------------------------------------
+
+fn shipped(mut o: order::OrderRow, delivered: bool) -> order::OrderRow {
+    let at = chrono::DateTime::from_timestamp(1_795_773_600, 0).expect("time");
+    o.status = if delivered { "DELIVERED" } else { "SHIPPED" }.into();
+    o.carrier = Some("DHL".into());
+    o.tracking_number = Some("JD014600003SE".into());
+    o.shipped_at = Some(at);
+    o.delivered_at = delivered.then_some(at);
+    o
+}
+
+fn refund_row(n: u128, kind: &str, amount: i64, status: &str) -> order::RefundRow {
+    order::RefundRow {
+        refund_id: Uuid::from_u128(5000 + n),
+        kind: kind.into(),
+        amount_cents: amount,
+        status: status.into(),
+    }
+}
+
+/// `clean()` with the confirmed order shipped, delivered or customer-cancelled instead.
+fn lifecycle_clean(status: &str) -> Snapshot {
+    let mut s = clean();
+    let o = s.orders[0].clone();
+    s.orders[0] = match status {
+        "SHIPPED" => shipped(o, false),
+        "DELIVERED" => shipped(o, true),
+        _ => o,
+    };
+    s
+}
+
+#[test]
+fn shipped_delivered_and_customer_cancelled_orders_are_final() {
+    for status in ["SHIPPED", "DELIVERED"] {
+        let s = lifecycle_clean(status);
+        let c = orders_final(&s);
+        assert!(c.ok(), "{}", c.line());
+        let c = fulfilment_recorded(&s);
+        assert!(c.ok(), "{}", c.line());
+    }
+    let mut s = clean();
+    s.orders[1].reason = Some("customer_cancelled".into());
+    assert!(orders_final(&s).ok());
+    s.orders[1].reason = Some("changed_mind".into());
+    fails_with(orders_final, &s, "with reason Some(\"changed_mind\")");
+    let mut s = lifecycle_clean("SHIPPED");
+    s.orders[0].reason = Some("expired".into());
+    fails_with(orders_final, &s, "is SHIPPED with reason");
+}
+
+#[test]
+fn a_shipped_or_delivered_order_without_its_shipment_is_reported() {
+    let mut s = lifecycle_clean("SHIPPED");
+    s.orders[0].tracking_number = None;
+    fails_with(fulfilment_recorded, &s, "has no complete shipment");
+
+    let mut s = lifecycle_clean("DELIVERED");
+    s.orders[0].shipped_at = None;
+    fails_with(fulfilment_recorded, &s, "has no complete shipment");
+
+    let mut s = lifecycle_clean("DELIVERED");
+    s.orders[0].delivered_at = None;
+    fails_with(
+        fulfilment_recorded,
+        &s,
+        "DELIVERED but has no delivery time",
+    );
+
+    let mut s = lifecycle_clean("SHIPPED");
+    s.orders[0].delivered_at = s.orders[0].shipped_at;
+    fails_with(fulfilment_recorded, &s, "SHIPPED but has a delivery time");
+
+    let mut s = lifecycle_clean("DELIVERED");
+    s.orders[0].status = "CONFIRMED".into();
+    fails_with(fulfilment_recorded, &s, "CONFIRMED but has a shipment");
+}
+
+#[test]
+fn an_admin_refund_left_requested_or_refunds_above_the_total_are_reported() {
+    let mut s = lifecycle_clean("DELIVERED");
+    let total = s.orders[0].total_cents;
+    s.orders[0].refunds = vec![
+        refund_row(1, "admin", 50, "refunded"),
+        refund_row(2, "admin", total, "failed"),
+    ];
+    let c = fulfilment_recorded(&s);
+    assert!(c.ok(), "a failed refund gives nothing back: {}", c.line());
+
+    s.orders[0]
+        .refunds
+        .push(refund_row(3, "admin", 10, "requested"));
+    fails_with(fulfilment_recorded, &s, "is still requested");
+
+    let mut s = lifecycle_clean("DELIVERED");
+    s.orders[0].refunds = vec![
+        refund_row(1, "admin", total, "refunded"),
+        refund_row(2, "admin", 1, "refunded"),
+    ];
+    fails_with(fulfilment_recorded, &s, "exceed its total");
+
+    let mut s = clean();
+    s.orders[0].refunds = vec![refund_row(1, "cancel", 10, "pending")];
+    fails_with(fulfilment_recorded, &s, "(cancel) is pending");
 }
