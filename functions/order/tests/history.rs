@@ -81,6 +81,12 @@ async fn pages_hold_the_callers_orders_newest_first_with_lines_and_end_without_a
     assert_eq!(order["status"], "PENDING");
     assert_eq!(order["total_cents"], 3998);
     assert_eq!(order["items"][0]["product_id"], "sku-1");
+    assert!(
+        order["items"][0]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
+        "the name at purchase: {order}"
+    );
     assert_eq!(order["items"][0]["quantity"], 2);
     assert_eq!(order["items"][0]["unit_price_cents"], 1999);
 

@@ -17,6 +17,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryItem {
     pub product_id: String,
+    /// The product's name when it was bought.
+    pub name: String,
     pub quantity: i32,
     pub unit_price_cents: i64,
 }
@@ -74,17 +76,18 @@ pub async fn page(
     let heads = &heads[..heads.len().min(usize::from(limit))];
     let ids: Vec<Uuid> = heads.iter().map(|h| h.0).collect();
     // Every page's lines in one query.
-    let lines: Vec<(Uuid, String, i32, i64)> = sqlx::query_as(
-        "SELECT order_id, product_id, quantity, unit_price_cents
+    let lines: Vec<(Uuid, String, String, i32, i64)> = sqlx::query_as(
+        "SELECT order_id, product_id, name, quantity, unit_price_cents
          FROM orders.order_items WHERE order_id = ANY($1) ORDER BY order_id, line",
     )
     .bind(&ids)
     .fetch_all(pool)
     .await?;
     let mut by_order: HashMap<Uuid, Vec<HistoryItem>> = HashMap::new();
-    for (order_id, product_id, quantity, unit_price_cents) in lines {
+    for (order_id, product_id, name, quantity, unit_price_cents) in lines {
         by_order.entry(order_id).or_default().push(HistoryItem {
             product_id,
+            name,
             quantity,
             unit_price_cents,
         });
