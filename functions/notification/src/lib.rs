@@ -1,4 +1,5 @@
-//! Orderflow notification service: one customer notification per order and kind
+//! Orderflow notification service: one customer notification per order and kind (per
+//! refund for refunds)
 //! (`notifications` schema), rendered by pure functions, delivered after commit through a
 //! `NotificationChannel` (log by default, webhook when configured).
 
