@@ -78,7 +78,9 @@ pub enum ConfirmAction {
 pub fn on_order_confirmed(status: PaymentStatus) -> Result<ConfirmAction, String> {
     match status {
         PaymentStatus::Authorized => Ok(ConfirmAction::Capture),
-        PaymentStatus::Captured => Ok(ConfirmAction::Nothing),
+        // Voided: the customer's cancel of the confirmed order overtook the confirmation (a
+        // redelivery can reorder them); the order is cancelled, so nothing is taken.
+        PaymentStatus::Captured | PaymentStatus::Voided => Ok(ConfirmAction::Nothing),
         other => Err(format!(
             "order confirmed without an authorized payment (payment is {other})"
         )),
@@ -249,7 +251,12 @@ mod tests {
     fn confirm_captures_an_authorization_once_and_refuses_anything_else() {
         assert_eq!(on_order_confirmed(Authorized), Ok(ConfirmAction::Capture));
         assert_eq!(on_order_confirmed(Captured), Ok(ConfirmAction::Nothing));
-        for s in [Pending, Declined, Voided, Cancelled] {
+        assert_eq!(
+            on_order_confirmed(Voided),
+            Ok(ConfirmAction::Nothing),
+            "a cancel that overtook the confirmation"
+        );
+        for s in [Pending, Declined, Cancelled] {
             let err = on_order_confirmed(s).unwrap_err();
             assert!(
                 err.contains("order confirmed without an authorized payment"),

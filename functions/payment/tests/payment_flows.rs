@@ -496,6 +496,24 @@ async fn a_cancel_after_capture_refunds_in_full_with_one_gateway_call_even_when_
 }
 
 #[tokio::test]
+async fn a_customers_cancel_that_overtakes_the_confirmation_voids_and_the_late_confirm_takes_nothing()
+ {
+    let h = Harness::new().await;
+    h.process(&[created("o1", "tok_visa", 900)]).await;
+    let report = h
+        .settle(&[customer_cancelled("o1"), confirmed("o1", 900)])
+        .await;
+    assert!(report.parked.is_empty(), "{report:?}");
+    assert_eq!(h.row("o1").await.expect("row").status, "voided");
+    let calls: Vec<String> = gateway_calls(&h)
+        .await
+        .into_iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(calls, vec!["authorize", "void"], "no capture, no refund");
+}
+
+#[tokio::test]
 async fn a_cancel_after_a_partial_refund_gives_back_only_what_is_left() {
     let h = Harness::new().await;
     h.captured("o1", 1000).await;
