@@ -452,7 +452,8 @@ fn refunds_made(s: &Snapshot) -> BTreeMap<&str, Vec<&str>> {
 
 /// Invariant 4: Every state change has its one customer notification, each delivered, each
 /// announced by exactly one `notification.sent`: received, then confirmed (for an order
-/// that was captured, which a confirmation causes), shipped (SHIPPED or DELIVERED),
+/// that was captured, which a confirmation causes; at most once for an order its customer
+/// cancelled, whose cancel may have overtaken the capture), shipped (SHIPPED or DELIVERED),
 /// delivered (DELIVERED) or cancelled (CANCELLED), and one order_refunded per refund the
 /// payments ledger made (per `payment.refunded`), under its refund id.
 pub fn notifications_delivered(s: &Snapshot) -> Check {
@@ -522,8 +523,11 @@ pub fn notifications_delivered(s: &Snapshot) -> Check {
             "SHIPPED" => want.extend(["order_confirmed", "order_shipped"]),
             "DELIVERED" => want.extend(["order_confirmed", "order_shipped", "order_delivered"]),
             "CANCELLED" => {
-                // A customer's cancel of a confirmed order: the confirmation was sent first.
-                if captured.contains(id.as_str()) {
+                // A customer's cancel of a confirmed order: the confirmation was sent first
+                // (and the capture made, unless the cancel overtook it and voided instead).
+                let overtaken = o.reason.as_deref() == Some("customer_cancelled")
+                    && got.iter().filter(|g| **g == "order_confirmed").count() == 1;
+                if captured.contains(id.as_str()) || overtaken {
                     want.push("order_confirmed");
                 }
                 want.push("order_cancelled");

@@ -745,6 +745,24 @@ fn a_customers_cancel_of_a_confirmed_order_was_confirmed_first_and_a_pending_one
         &s,
         "(CANCELLED) has 0 order_confirmed notifications",
     );
+    // A customer's cancel that overtook the capture: the payment was voided, the order had
+    // been confirmed and notified so; once is right, twice is not.
+    let mut s = with_paid_order("CANCELLED", Some("customer_cancelled"), &[]);
+    s.payments
+        .ledger
+        .retain(|r| r.order_id != oid(PAID).to_string());
+    s.payments.gateway = None;
+    money_and_notes_pass(&s);
+    let twice = note(303, PAID, "order_confirmed");
+    s.notifications
+        .sent_events
+        .push(twice.notification_id.to_string());
+    s.notifications.notifications.push(twice);
+    fails_with(
+        notifications_delivered,
+        &s,
+        "is CANCELLED but was notified order_confirmed",
+    );
     // An order cancelled before any capture was never confirmed (the clean snapshot's
     // cancelled orders): a confirmation for it is wrong.
     let mut s = clean();
