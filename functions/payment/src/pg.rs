@@ -24,6 +24,8 @@ pub struct PaymentRow {
     pub order_id: String,
     pub status: String,
     pub amount_cents: i64,
+    /// What refunds gave back so far, by the payment row (the ledger has each refund).
+    pub refunded_cents: i64,
 }
 
 /// One gateway call for `payments.ledger`.
@@ -283,17 +285,18 @@ impl PgPayments {
 
 /// Every payment, ordered by order id (for `orderflow verify` and tests).
 pub async fn payments(pool: &PgPool) -> anyhow::Result<Vec<PaymentRow>> {
-    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
-        "SELECT order_id, status, amount_cents FROM payments.payments ORDER BY order_id",
+    let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT order_id, status, amount_cents, refunded_cents FROM payments.payments ORDER BY order_id",
     )
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(order_id, status, amount)| PaymentRow {
+        .map(|(order_id, status, amount, refunded_cents)| PaymentRow {
             order_id,
             status,
             amount_cents: amount.unwrap_or(0),
+            refunded_cents,
         })
         .collect())
 }
@@ -309,8 +312,8 @@ pub struct PaymentAudit {
 }
 
 pub async fn audit(conn: &mut PgConnection) -> sqlx::Result<PaymentAudit> {
-    let payments: Vec<(String, String, Option<i64>)> = sqlx::query_as(
-        "SELECT order_id, status, amount_cents FROM payments.payments ORDER BY order_id",
+    let payments: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT order_id, status, amount_cents, refunded_cents FROM payments.payments ORDER BY order_id",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -331,10 +334,11 @@ pub async fn audit(conn: &mut PgConnection) -> sqlx::Result<PaymentAudit> {
     Ok(PaymentAudit {
         payments: payments
             .into_iter()
-            .map(|(order_id, status, amount)| PaymentRow {
+            .map(|(order_id, status, amount, refunded_cents)| PaymentRow {
                 order_id,
                 status,
                 amount_cents: amount.unwrap_or(0),
+                refunded_cents,
             })
             .collect(),
         ledger: ledger

@@ -304,11 +304,11 @@ pub fn money_settled(s: &Snapshot) -> Check {
             amount: c.amount_cents,
         });
     }
-    let status: BTreeMap<&str, &str> = s
+    let payments: BTreeMap<&str, &payment::PaymentRow> = s
         .payments
         .payments
         .iter()
-        .map(|p| (p.order_id.as_str(), p.status.as_str()))
+        .map(|p| (p.order_id.as_str(), p))
         .collect();
     let (mut captured, mut refunded) = (0, 0);
     let known: BTreeSet<String> = s.orders.iter().map(|o| o.order_id.to_string()).collect();
@@ -322,7 +322,14 @@ pub fn money_settled(s: &Snapshot) -> Check {
             let calls = gateway.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
             order_money("gateway", o, calls, &mut v);
         }
-        let st = status.get(id.as_str()).copied();
+        let row = payments.get(id.as_str());
+        if let Some(p) = row.filter(|p| p.refunded_cents != r) {
+            v.push(format!(
+                "order {id}: its payment says {} refunded, the ledger {r}",
+                p.refunded_cents
+            ));
+        }
+        let st = row.map(|p| p.status.as_str());
         if PAID_STATES.contains(&o.status.as_str()) && st != Some("captured") {
             v.push(format!(
                 "order {id} is {} but its payment is {}",

@@ -146,16 +146,19 @@ fn clean() -> Snapshot {
                 order_id: oid(CONFIRMED).to_string(),
                 status: "captured".into(),
                 amount_cents: 200,
+                refunded_cents: 0,
             },
             PaymentRow {
                 order_id: oid(DECLINED).to_string(),
                 status: "declined".into(),
                 amount_cents: 100,
+                refunded_cents: 0,
             },
             PaymentRow {
                 order_id: oid(NO_STOCK).to_string(),
                 status: "voided".into(),
                 amount_cents: 500,
+                refunded_cents: 0,
             },
         ],
         ledger: calls.iter().map(|c| c.0.clone()).collect(),
@@ -558,6 +561,7 @@ fn with_paid_order(status: &str, reason: Option<&str>, refunds: &[i64]) -> Snaps
         order_id: oid(PAID).to_string(),
         status: "captured".into(),
         amount_cents: 300,
+        refunded_cents: refunds.iter().sum(),
     });
     let mut kinds = vec!["order_received", "order_confirmed"];
     match status {
@@ -775,5 +779,18 @@ fn a_customers_cancel_of_a_confirmed_order_was_confirmed_first_and_a_pending_one
         notifications_delivered,
         &s,
         "is CANCELLED but was notified order_confirmed",
+    );
+}
+
+#[test]
+fn a_payment_whose_refunded_figure_disagrees_with_the_ledger_is_reported() {
+    // The payment row's figure is what the next refund is measured against: if it lagged the
+    // ledger, a refund could give back more than was captured.
+    let mut s = with_paid_order("DELIVERED", None, &[100]);
+    s.payments.payments.last_mut().expect("paid").refunded_cents = 0;
+    fails_with(
+        money_settled,
+        &s,
+        "its payment says 0 refunded, the ledger 100",
     );
 }
