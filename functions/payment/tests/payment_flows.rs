@@ -1000,3 +1000,40 @@ async fn the_simulator_refuses_to_refund_more_than_it_captured_and_answers_a_rep
         ]
     );
 }
+
+#[tokio::test]
+async fn two_refunds_racing_for_the_last_of_a_capture_give_back_no_more_than_was_captured() {
+    let h = Harness::new().await;
+    h.captured("o1", 1000).await;
+    let (a, b) = (
+        refund_requested("o1", "r-a", 600),
+        refund_requested("o1", "r-b", 600),
+    );
+    // Two invocations at once, as two execution environments would run them.
+    let (ra, rb) = tokio::join!(
+        h.refund(std::slice::from_ref(&a)),
+        h.refund(std::slice::from_ref(&b))
+    );
+    assert_eq!((ra.processed, rb.processed), (1, 1), "{ra:?} {rb:?}");
+    let refunded = h.refunded();
+    let failed = h.refund_failed();
+    assert_eq!(
+        (refunded.len(), failed.len()),
+        (1, 1),
+        "{refunded:?} {failed:?}"
+    );
+    assert_eq!(failed[0].reason, "exceeds_captured");
+    let calls = h.gateway_refunds("o1").await;
+    assert_eq!(
+        calls.len(),
+        1,
+        "the loser never reached the gateway: {calls:?}"
+    );
+    let total: i64 = h
+        .ledger_refunds("o1")
+        .await
+        .iter()
+        .map(|(_, _, amount, _)| amount)
+        .sum();
+    assert_eq!(total, 600);
+}
