@@ -381,10 +381,15 @@ impl Settle {
             currency: &row.currency,
         };
         match kind {
+            CallKind::Capture => self.gateway.capture(request).await,
             CallKind::Void => self.gateway.void(request).await,
-            // Refunds go through `refund`: the gateway may decline them.
-            CallKind::Capture | CallKind::Authorize | CallKind::Refund => {
-                self.gateway.capture(request).await
+            // An authorization needs the token, and a refund can be declined: each has its
+            // own path (`Process::authorize`, `refund_at_gateway`).
+            CallKind::Authorize | CallKind::Refund => {
+                return Err(HandleError::permanent(format!(
+                    "{} is not a settlement call",
+                    kind.as_str()
+                )));
             }
         }
         .map_err(|e| HandleError::Transient(e.context("payment gateway")))?;
