@@ -28,7 +28,7 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
 ];
 
 /// `(order_id, kind, count)` per order and kind, for `orderflow verify` (invariant 4:
-/// exactly one notification per order and kind).
+/// exactly one notification per order and kind, one per refund for `order_refunded`).
 pub use pg::{NotificationAudit, NotificationRow, audit};
 
 pub async fn notification_counts(pool: &PgPool) -> anyhow::Result<Vec<(String, String, i64)>> {
