@@ -162,6 +162,34 @@ fn samples() -> Vec<(&'static str, Value)> {
         }),
         None,
     );
+    // An admin's refund of the mug of the confirmed order, and the payment service's answer.
+    let refund = Envelope::new(
+        Payload::RefundRequested(RefundRequested {
+            order_id: ORDER_ID.into(),
+            refund_id: "0193a5b0-2222-7000-8000-000000000001".into(),
+            amount_cents: 1200,
+            currency: "EUR".into(),
+            items: vec![line("sku-mug", 1, 1200)],
+            restock: true,
+            reason: "arrived broken".into(),
+            user_id: USER_ID.into(),
+            customer_email: "alice@example.com".into(),
+        }),
+        Some(&confirmed),
+    );
+    let refunded = Envelope::new(
+        Payload::PaymentRefunded(PaymentRefunded {
+            order_id: ORDER_ID.into(),
+            refund_id: "0193a5b0-2222-7000-8000-000000000001".into(),
+            payment_id: "0193a5b0-1111-7000-8000-000000000001".into(),
+            amount_cents: 1200,
+            currency: "EUR".into(),
+            gateway_refund_id: "re_sim_0193a5b033337000800000000000001".into(),
+            user_id: USER_ID.into(),
+            customer_email: "alice@example.com".into(),
+        }),
+        Some(&refund),
+    );
     let j = Encoding::Json;
     let scheduled = json!({"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event", "source": "aws.events", "account": "000000000000", "time": "2026-11-27T10:00:00Z", "region": "eu-west-1", "resources": ["arn:aws:events:eu-west-1:000000000000:rule/order-expire"], "detail": {}});
     let creds = json!({"email": "alice@example.com", "password": "correct horse battery"});
@@ -237,6 +265,14 @@ fn samples() -> Vec<(&'static str, Value)> {
         (
             "payment/payment-settle-cancelled.json",
             rmq("payment-settle", &[(cancelled.clone(), j)]),
+        ),
+        (
+            "payment/payment-refund.json",
+            rmq("payment-refund", &[(refund, j)]),
+        ),
+        (
+            "notification/notification-send-refunded.json",
+            rmq("notification-send", &[(refunded, j)]),
         ),
         (
             "notification/notification-send.json",
@@ -409,7 +445,10 @@ const STORY: &[&str] = &[
     "payment/payment-process.json",
     "order/order-saga.json",
     "payment/payment-settle-confirmed.json",
+    // A refund of part of the captured order, then its customer notification.
+    "payment/payment-refund.json",
     "notification/notification-send.json",
+    "notification/notification-send-refunded.json",
     "order/order-timeline.json",
     "payment/payment-settle-cancelled.json",
     "inventory/inventory-release.json",

@@ -1,15 +1,20 @@
 //! Pure decisions: which notification an order event asks for, and its text.
 
 use shared::contracts::{
-    CancelReason, NotificationKind, OrderCancelled, OrderConfirmed, OrderCreated, Payload,
+    CancelReason, NotificationKind, OrderCancelled, OrderConfirmed, OrderCreated, OrderShipped,
+    Payload, PaymentRefunded,
 };
 
-/// The kinds of customer notification, one per order and kind.
+/// The kinds of customer notification: one per order and kind, except refunds (one per
+/// refund).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     OrderReceived,
     OrderConfirmed,
     OrderCancelled,
+    OrderShipped,
+    OrderDelivered,
+    OrderRefunded,
 }
 
 impl Kind {
@@ -23,6 +28,9 @@ impl Kind {
             Kind::OrderReceived => NotificationKind::OrderReceived,
             Kind::OrderConfirmed => NotificationKind::OrderConfirmed,
             Kind::OrderCancelled => NotificationKind::OrderCancelled,
+            Kind::OrderShipped => NotificationKind::OrderShipped,
+            Kind::OrderDelivered => NotificationKind::OrderDelivered,
+            Kind::OrderRefunded => NotificationKind::OrderRefunded,
         }
     }
 }
@@ -32,6 +40,9 @@ impl Kind {
 pub struct Draft {
     pub order_id: String,
     pub kind: Kind,
+    /// Which one of the order's notifications of this kind: the refund id of a refund, ''
+    /// for a state, which is reached once.
+    pub ref_id: String,
     pub user_id: String,
     pub recipient: String,
     pub subject: String,
@@ -47,11 +58,14 @@ pub enum Rejection {
     NoOrderId(&'static str),
     #[error("{0} has no customer_email to notify")]
     NoRecipient(&'static str),
+    #[error("{0} has no refund_id")]
+    NoRefundId(&'static str),
 }
 
 /// The notification `payload` asks for.
 pub fn draft(payload: &Payload) -> Result<Draft, Rejection> {
     let event = payload.event_type();
+    let mut ref_id = String::new();
     let (order_id, user_id, recipient, kind, (subject, body)) = match payload {
         Payload::OrderCreated(e) => (
             &e.order_id,
@@ -74,6 +88,39 @@ pub fn draft(payload: &Payload) -> Result<Draft, Rejection> {
             Kind::OrderCancelled,
             cancelled(e),
         ),
+        Payload::OrderShipped(e) => (
+            &e.order_id,
+            &e.user_id,
+            &e.customer_email,
+            Kind::OrderShipped,
+            shipped(e),
+        ),
+        Payload::OrderDelivered(e) => (
+            &e.order_id,
+            &e.user_id,
+            &e.customer_email,
+            Kind::OrderDelivered,
+            (
+                format!("Your order {} was delivered", e.order_id),
+                format!(
+                    "Your order {} was delivered. We hope you enjoy it.",
+                    e.order_id
+                ),
+            ),
+        ),
+        Payload::PaymentRefunded(e) => {
+            if e.refund_id.trim().is_empty() {
+                return Err(Rejection::NoRefundId(event));
+            }
+            ref_id = e.refund_id.clone();
+            (
+                &e.order_id,
+                &e.user_id,
+                &e.customer_email,
+                Kind::OrderRefunded,
+                refunded(e),
+            )
+        }
         _ => return Err(Rejection::UnexpectedEvent(event)),
     };
     if order_id.trim().is_empty() {
@@ -85,6 +132,7 @@ pub fn draft(payload: &Payload) -> Result<Draft, Rejection> {
     Ok(Draft {
         order_id: order_id.clone(),
         kind,
+        ref_id,
         user_id: user_id.clone(),
         recipient: recipient.trim().to_string(),
         subject,
@@ -117,12 +165,44 @@ fn confirmed(e: &OrderConfirmed) -> (String, String) {
 
 fn cancelled(e: &OrderCancelled) -> (String, String) {
     let reason = CancelReason::try_from(e.reason).unwrap_or(CancelReason::Unspecified);
-    (
-        format!("Your order {} was cancelled", e.order_id),
+    let body = if reason == CancelReason::CustomerCancelled {
+        // A confirmed order was paid: the refund has its own notification.
+        format!(
+            "Your order {} was cancelled as you asked. Any payment taken for it is refunded in \
+             full.",
+            e.order_id
+        )
+    } else {
         format!(
             "We are sorry: your order {} was cancelled because {}. You have not been charged.",
             e.order_id,
             human_reason(reason)
+        )
+    };
+    (format!("Your order {} was cancelled", e.order_id), body)
+}
+
+fn shipped(e: &OrderShipped) -> (String, String) {
+    let tracking = match (e.carrier.trim(), e.tracking_number.trim()) {
+        ("", "") => String::new(),
+        (carrier, "") => format!(" with {carrier}"),
+        ("", number) => format!(" (tracking number {number})"),
+        (carrier, number) => format!(" with {carrier} (tracking number {number})"),
+    };
+    (
+        format!("Your order {} is on its way", e.order_id),
+        format!("Your order {} was shipped{tracking}.", e.order_id),
+    )
+}
+
+fn refunded(e: &PaymentRefunded) -> (String, String) {
+    let amount = format_money(e.amount_cents, &e.currency);
+    (
+        format!("A refund of {amount} for your order {}", e.order_id),
+        format!(
+            "We refunded {amount} for your order {} to your card. It can take a few days to \
+             show on your statement.",
+            e.order_id
         ),
     )
 }
@@ -284,6 +364,76 @@ mod tests {
         e.reason = 99;
         let d = draft(&Payload::OrderCancelled(e)).expect("draft");
         assert!(d.body.contains("could not be completed"), "{}", d.body);
+    }
+
+    #[test]
+    fn a_customers_cancel_says_so_and_promises_the_refund() {
+        let d = draft(&cancelled_for(CancelReason::CustomerCancelled)).expect("draft");
+        assert!(
+            d.body.contains("as you asked") && d.body.contains("refunded in full"),
+            "{}",
+            d.body
+        );
+        assert!(!d.body.contains("not been charged"), "{}", d.body);
+    }
+
+    #[test]
+    fn shipped_and_delivered_are_one_per_order_and_name_the_carrier() {
+        let d = draft(&Payload::OrderShipped(OrderShipped {
+            order_id: "ord-1".into(),
+            user_id: "u-1".into(),
+            customer_email: "ada@example.com".into(),
+            carrier: "DHL".into(),
+            tracking_number: "JD0001".into(),
+            items: vec![],
+        }))
+        .expect("draft");
+        assert_eq!((d.kind.as_str(), d.ref_id.as_str()), ("order_shipped", ""));
+        assert!(
+            d.body.contains("DHL") && d.body.contains("JD0001"),
+            "{}",
+            d.body
+        );
+        let d = draft(&Payload::OrderDelivered(
+            shared::contracts::OrderDelivered {
+                order_id: "ord-1".into(),
+                user_id: "u-1".into(),
+                customer_email: "ada@example.com".into(),
+            },
+        ))
+        .expect("draft");
+        assert_eq!(
+            (d.kind.as_str(), d.ref_id.as_str()),
+            ("order_delivered", "")
+        );
+    }
+
+    #[test]
+    fn a_refund_is_one_notification_per_refund_with_its_amount() {
+        let refund = PaymentRefunded {
+            order_id: "ord-1".into(),
+            refund_id: "r-1".into(),
+            payment_id: "p-1".into(),
+            amount_cents: 1200,
+            currency: "EUR".into(),
+            gateway_refund_id: "re_1".into(),
+            user_id: "u-1".into(),
+            customer_email: "ada@example.com".into(),
+        };
+        let d = draft(&Payload::PaymentRefunded(refund.clone())).expect("draft");
+        assert_eq!(
+            (d.kind.as_str(), d.ref_id.as_str()),
+            ("order_refunded", "r-1")
+        );
+        assert!(d.body.contains("12.00 EUR"), "{}", d.body);
+        let no_id = PaymentRefunded {
+            refund_id: " ".into(),
+            ..refund
+        };
+        assert_eq!(
+            draft(&Payload::PaymentRefunded(no_id)).expect_err("rejected"),
+            Rejection::NoRefundId("payment.refunded")
+        );
     }
 
     #[test]

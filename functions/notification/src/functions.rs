@@ -1,4 +1,6 @@
-//! `notification-send`: order events in, one notification per order and kind out.
+//! `notification-send`: order events in (created, confirmed, cancelled, shipped,
+//! delivered) and `payment.refunded`, one notification per order and kind out (one per
+//! refund for refunds).
 
 use crate::channel::{Delivery, LogChannel, NotificationChannel, Outgoing};
 use crate::webhook::{WebhookChannel, WebhookConfigError};
@@ -172,7 +174,8 @@ pub fn channel_for(ctx: &Context) -> Result<Arc<dyn NotificationChannel>, Webhoo
     Ok(Arc::new(WebhookChannel::new(url, secret)?))
 }
 
-/// `notification-send` (queue notification-send <- order.created, order.confirmed, order.cancelled).
+/// `notification-send` (queue notification-send <- order.created, order.confirmed,
+/// order.cancelled, order.shipped, order.delivered, payment.refunded).
 pub fn send(ctx: &Context) -> Arc<dyn Function> {
     match channel_for(ctx) {
         Ok(channel) => send_with(ctx, channel),

@@ -1,4 +1,5 @@
-//! Orderflow notification service: one customer notification per order and kind
+//! Orderflow notification service: one customer notification per order and kind (per
+//! refund for refunds)
 //! (`notifications` schema), rendered by pure functions, delivered after commit through a
 //! `NotificationChannel` (log by default, webhook when configured).
 
@@ -27,7 +28,7 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
 ];
 
 /// `(order_id, kind, count)` per order and kind, for `orderflow verify` (invariant 4:
-/// exactly one notification per order and kind).
+/// exactly one notification per order and kind, one per refund for `order_refunded`).
 pub use pg::{NotificationAudit, NotificationRow, audit};
 
 pub async fn notification_counts(pool: &PgPool) -> anyhow::Result<Vec<(String, String, i64)>> {

@@ -1,11 +1,13 @@
-//! `PgNotifications`: the notifications table (one row per order and kind).
+//! `PgNotifications`: the notifications table (one row per order, kind and `ref_id`: the
+//! refund id of a refund, '' for a state).
 
 use crate::channel::Outgoing;
 use crate::domain::Draft;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// Inserts the draft unless the order already has a notification of its kind; returns the
+/// Inserts the draft unless the order already has this notification (same kind and
+/// `ref_id`); returns the
 /// new notification, or `None` for a duplicate. Runs in the message's transaction.
 pub async fn insert(
     conn: &mut PgConnection,
@@ -15,9 +17,10 @@ pub async fn insert(
     let notification_id = Uuid::now_v7();
     let done = sqlx::query(
         "INSERT INTO notifications.notifications
-             (notification_id, order_id, kind, user_id, recipient, channel, subject, body, status, attempts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0)
-         ON CONFLICT (order_id, kind) DO NOTHING",
+             (notification_id, order_id, kind, user_id, recipient, channel, subject, body, status,
+              attempts, ref_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9)
+         ON CONFLICT (order_id, kind, ref_id) DO NOTHING",
     )
     .bind(notification_id)
     .bind(&draft.order_id)
@@ -27,6 +30,7 @@ pub async fn insert(
     .bind(channel)
     .bind(&draft.subject)
     .bind(&draft.body)
+    .bind(&draft.ref_id)
     .execute(conn)
     .await?;
     Ok((done.rows_affected() == 1).then(|| Outgoing {
@@ -40,8 +44,8 @@ pub async fn insert(
 }
 
 /// `insert` for many drafts in one statement (the set-based path): the drafts that made a
-/// new notification, each with its position in `drafts`. A draft whose order already has a
-/// notification of its kind (from an earlier chunk, or earlier in this one) makes none, as
+/// new notification, each with its position in `drafts`. A draft whose order already has
+/// that notification (kind and `ref_id`) (from an earlier chunk, or earlier in this one) makes none, as
 /// one by one; `ON CONFLICT DO NOTHING` also skips a repeat within the statement, keeping
 /// the first.
 pub async fn insert_many(
@@ -56,12 +60,15 @@ pub async fn insert_many(
     let column = |f: fn(&Draft) -> &str| -> Vec<&str> { drafts.iter().map(|d| f(d)).collect() };
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO notifications.notifications
-             (notification_id, order_id, kind, user_id, recipient, channel, subject, body, status, attempts)
-         SELECT d.id, d.order_id, d.kind, d.user_id, d.recipient, $6, d.subject, d.body, 'pending', 0
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[])
-              WITH ORDINALITY AS d(id, order_id, kind, user_id, recipient, subject, body, n)
+             (notification_id, order_id, kind, user_id, recipient, channel, subject, body, status,
+              attempts, ref_id)
+         SELECT d.id, d.order_id, d.kind, d.user_id, d.recipient, $6, d.subject, d.body, 'pending', 0,
+                d.ref_id
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[],
+                     $9::text[])
+              WITH ORDINALITY AS d(id, order_id, kind, user_id, recipient, subject, body, ref_id, n)
          ORDER BY d.n
-         ON CONFLICT (order_id, kind) DO NOTHING
+         ON CONFLICT (order_id, kind, ref_id) DO NOTHING
          RETURNING notification_id",
     )
     .bind(&ids)
@@ -72,6 +79,7 @@ pub async fn insert_many(
     .bind(channel)
     .bind(column(|d| &d.subject))
     .bind(column(|d| &d.body))
+    .bind(column(|d| &d.ref_id))
     .fetch_all(conn)
     .await?;
     let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
@@ -175,6 +183,8 @@ pub struct NotificationRow {
     pub notification_id: Uuid,
     pub order_id: String,
     pub kind: String,
+    /// The refund id of an order_refunded notification, '' otherwise.
+    pub ref_id: String,
     pub status: String,
 }
 
@@ -188,9 +198,9 @@ pub struct NotificationAudit {
 }
 
 pub async fn audit(conn: &mut PgConnection) -> anyhow::Result<NotificationAudit> {
-    let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
-        "SELECT notification_id, order_id, kind, status FROM notifications.notifications
-         ORDER BY order_id, kind",
+    let rows: Vec<(Uuid, String, String, String, String)> = sqlx::query_as(
+        "SELECT notification_id, order_id, kind, ref_id, status FROM notifications.notifications
+         ORDER BY order_id, kind, ref_id",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -210,10 +220,11 @@ pub async fn audit(conn: &mut PgConnection) -> anyhow::Result<NotificationAudit>
         notifications: rows
             .into_iter()
             .map(
-                |(notification_id, order_id, kind, status)| NotificationRow {
+                |(notification_id, order_id, kind, ref_id, status)| NotificationRow {
                     notification_id,
                     order_id,
                     kind,
+                    ref_id,
                     status,
                 },
             )

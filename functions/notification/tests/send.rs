@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 use shared::contracts::{
-    CancelReason, NotificationKind, OrderCancelled, OrderConfirmed, OrderCreated, OrderLine,
-    Payload, StockReserved,
+    CancelReason, NotificationKind, OrderCancelled, OrderConfirmed, OrderCreated, OrderDelivered,
+    OrderLine, OrderShipped, Payload, PaymentRefunded, StockReserved,
 };
 use shared::testing::TestEnv;
 use shared::{Encoding, Envelope, Function};
@@ -581,5 +581,150 @@ async fn an_unreachable_webhook_is_tried_four_times_then_failed() {
         ("failed", 4),
         "{:?}",
         rows[0]
+    );
+}
+
+fn shipped(order_id: &str) -> Envelope {
+    Envelope::new(
+        Payload::OrderShipped(OrderShipped {
+            order_id: order_id.into(),
+            user_id: "u-1".into(),
+            customer_email: "ada@example.com".into(),
+            carrier: "DHL".into(),
+            tracking_number: "JD0001".into(),
+            items: vec![],
+        }),
+        None,
+    )
+}
+
+fn delivered(order_id: &str) -> Envelope {
+    Envelope::new(
+        Payload::OrderDelivered(OrderDelivered {
+            order_id: order_id.into(),
+            user_id: "u-1".into(),
+            customer_email: "ada@example.com".into(),
+        }),
+        None,
+    )
+}
+
+fn refunded(order_id: &str, refund_id: &str, amount: i64) -> Envelope {
+    Envelope::new(
+        Payload::PaymentRefunded(PaymentRefunded {
+            order_id: order_id.into(),
+            refund_id: refund_id.into(),
+            payment_id: "p-1".into(),
+            amount_cents: amount,
+            currency: "EUR".into(),
+            gateway_refund_id: format!("re_{refund_id}"),
+            user_id: "u-1".into(),
+            customer_email: "ada@example.com".into(),
+        }),
+        None,
+    )
+}
+
+/// `(order_id, kind, count)` of every notification.
+async fn counts(env: &TestEnv) -> Vec<(String, String, i64)> {
+    notification::notification_counts(&env.ctx.pool)
+        .await
+        .expect("counts")
+}
+
+fn owned(rows: &[(&str, &str, i64)]) -> Vec<(String, String, i64)> {
+    rows.iter()
+        .map(|(o, k, n)| (o.to_string(), k.to_string(), *n))
+        .collect()
+}
+
+#[tokio::test]
+async fn shipped_delivered_and_refunded_notify_once_each_under_redelivery_and_once_per_refund() {
+    let env = env().await;
+    let f = notification::functions::send(&env.ctx);
+    let (ship, deliver_ev, refund) = (
+        shipped("ord-1"),
+        delivered("ord-1"),
+        refunded("ord-1", "r-1", 1200),
+    );
+    let report = deliver(
+        &env,
+        &f,
+        &[ship.clone(), deliver_ev.clone(), refund.clone()],
+    )
+    .await;
+    assert_eq!(report["published"], 3, "{report}");
+    // The same envelopes again (the inbox), the same events re-published under new ids (the
+    // unique key), in one chunk with a second refund of the order, which is notified.
+    let report = deliver(
+        &env,
+        &f,
+        &[
+            ship,
+            deliver_ev,
+            refund,
+            shipped("ord-1"),
+            delivered("ord-1"),
+            refunded("ord-1", "r-1", 1200),
+            refunded("ord-1", "r-2", 300),
+        ],
+    )
+    .await;
+    assert_eq!(report["duplicates"], 3, "{report}");
+    assert_eq!(report["published"], 1, "{report}");
+    assert_eq!(
+        counts(&env).await,
+        owned(&[
+            ("ord-1", "order_delivered", 1),
+            ("ord-1", "order_refunded", 2),
+            ("ord-1", "order_shipped", 1),
+        ])
+    );
+    let kinds: Vec<i32> = sent(&env).iter().map(|s| s.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::OrderShipped as i32,
+            NotificationKind::OrderDelivered as i32,
+            NotificationKind::OrderRefunded as i32,
+            NotificationKind::OrderRefunded as i32,
+        ]
+    );
+    let rows = rows(&env).await;
+    assert!(rows.iter().all(|r| r.status == "delivered"), "{rows:?}");
+    let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
+    assert!(bodies.iter().any(|b| b.contains("DHL")), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.contains("12.00 EUR")), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.contains("3.00 EUR")), "{bodies:?}");
+}
+
+#[tokio::test]
+async fn refunds_take_the_per_message_path_too_when_a_chunk_holds_an_invalid_event() {
+    let env = env().await;
+    let f = notification::functions::send(&env.ctx);
+    let no_refund_id = refunded("ord-1", "", 100);
+    let report = deliver(
+        &env,
+        &f,
+        &[
+            refunded("ord-1", "r-1", 100),
+            no_refund_id,
+            refunded("ord-1", "r-1", 100),
+            refunded("ord-1", "r-2", 100),
+            shipped("ord-1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        report["parked"][0]["reason"], "payment.refunded has no refund_id",
+        "{report}"
+    );
+    assert_eq!(report["published"], 3, "{report}");
+    assert_eq!(
+        counts(&env).await,
+        owned(&[
+            ("ord-1", "order_refunded", 2),
+            ("ord-1", "order_shipped", 1)
+        ])
     );
 }

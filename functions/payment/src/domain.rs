@@ -78,7 +78,9 @@ pub enum ConfirmAction {
 pub fn on_order_confirmed(status: PaymentStatus) -> Result<ConfirmAction, String> {
     match status {
         PaymentStatus::Authorized => Ok(ConfirmAction::Capture),
-        PaymentStatus::Captured => Ok(ConfirmAction::Nothing),
+        // Voided: the customer's cancel of the confirmed order overtook the confirmation (a
+        // redelivery can reorder them); the order is cancelled, so nothing is taken.
+        PaymentStatus::Captured | PaymentStatus::Voided => Ok(ConfirmAction::Nothing),
         other => Err(format!(
             "order confirmed without an authorized payment (payment is {other})"
         )),
@@ -92,19 +94,88 @@ pub enum CancelAction {
     Void,
     /// Nothing processed yet: leave a tombstone so the late `order.created` is ignored.
     Tombstone,
+    /// Captured already (a customer's cancel of a confirmed order, or a cancel that reached
+    /// us after the capture): give back what is captured and not yet refunded.
+    Refund {
+        amount_cents: i64,
+    },
     Nothing,
 }
 
-/// `Err` is a contract violation (the message gets parked with that reason).
-pub fn on_order_cancelled(status: PaymentStatus) -> Result<CancelAction, String> {
+/// What `order.cancelled` does to a payment whose captures not yet refunded come to
+/// `refundable` minor units.
+pub fn on_order_cancelled(status: PaymentStatus, refundable: i64) -> CancelAction {
     match status {
-        PaymentStatus::Authorized => Ok(CancelAction::Void),
-        PaymentStatus::Pending => Ok(CancelAction::Tombstone),
-        PaymentStatus::Declined | PaymentStatus::Voided | PaymentStatus::Cancelled => {
-            Ok(CancelAction::Nothing)
-        }
-        PaymentStatus::Captured => Err("cancel after capture: needs a refund".into()),
+        PaymentStatus::Authorized => CancelAction::Void,
+        PaymentStatus::Pending => CancelAction::Tombstone,
+        PaymentStatus::Captured if refundable > 0 => CancelAction::Refund {
+            amount_cents: refundable,
+        },
+        // Refunded in full already (an earlier cancel, or admin refunds that took it all).
+        PaymentStatus::Captured
+        | PaymentStatus::Declined
+        | PaymentStatus::Voided
+        | PaymentStatus::Cancelled => CancelAction::Nothing,
     }
+}
+
+/// What `refund.requested` does to a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundAction {
+    /// Ask the gateway to give the amount back.
+    Refund,
+    /// Refuse without asking the gateway; the reason goes in `payment.refund_failed`.
+    Fail(&'static str),
+    /// Not captured yet (the order was just confirmed, the capture is on its way): try
+    /// again later, as for an outage.
+    NotYet,
+}
+
+/// The reason of a refund above what is captured and not yet refunded.
+pub const EXCEEDS_CAPTURED: &str = "exceeds_captured";
+/// The reason of a refund in another currency than the payment's.
+pub const CURRENCY_MISMATCH: &str = "currency_mismatch";
+
+/// Decides a refund of `amount_cents` in `currency` of a payment of `captured` minor
+/// units (in `payment_currency`) of which `refunded` were given back already.
+pub fn on_refund_requested(
+    status: PaymentStatus,
+    captured: i64,
+    refunded: i64,
+    payment_currency: &str,
+    amount_cents: i64,
+    currency: &str,
+) -> RefundAction {
+    match status {
+        PaymentStatus::Pending | PaymentStatus::Authorized => RefundAction::NotYet,
+        // A final payment that never took money: nothing to give back.
+        PaymentStatus::Declined | PaymentStatus::Voided | PaymentStatus::Cancelled => {
+            RefundAction::Fail(EXCEEDS_CAPTURED)
+        }
+        PaymentStatus::Captured if !currency.is_empty() && currency != payment_currency => {
+            RefundAction::Fail(CURRENCY_MISMATCH)
+        }
+        PaymentStatus::Captured if amount_cents > captured - refunded => {
+            RefundAction::Fail(EXCEEDS_CAPTURED)
+        }
+        PaymentStatus::Captured => RefundAction::Refund,
+    }
+}
+
+/// Checks what `refund.requested` carries; the error is the parking reason.
+pub fn validate_refund(order_id: &str, refund_id: &str, amount_cents: i64) -> Result<(), String> {
+    if order_id.trim().is_empty() {
+        return Err("refund.requested without an order_id".into());
+    }
+    if refund_id.trim().is_empty() {
+        return Err("refund.requested without a refund_id".into());
+    }
+    if amount_cents <= 0 {
+        return Err(format!(
+            "refund.requested for {amount_cents}: a refund is of a positive amount"
+        ));
+    }
+    Ok(())
 }
 
 /// The token to authorize `order` with: opened from `payment_token_sealed`, or, for a
@@ -180,7 +251,12 @@ mod tests {
     fn confirm_captures_an_authorization_once_and_refuses_anything_else() {
         assert_eq!(on_order_confirmed(Authorized), Ok(ConfirmAction::Capture));
         assert_eq!(on_order_confirmed(Captured), Ok(ConfirmAction::Nothing));
-        for s in [Pending, Declined, Voided, Cancelled] {
+        assert_eq!(
+            on_order_confirmed(Voided),
+            Ok(ConfirmAction::Nothing),
+            "a cancel that overtook the confirmation"
+        );
+        for s in [Pending, Declined, Cancelled] {
             let err = on_order_confirmed(s).unwrap_err();
             assert!(
                 err.contains("order confirmed without an authorized payment"),
@@ -190,16 +266,62 @@ mod tests {
     }
 
     #[test]
-    fn cancel_voids_tombstones_ignores_or_refuses_by_status() {
-        assert_eq!(on_order_cancelled(Authorized), Ok(CancelAction::Void));
-        assert_eq!(on_order_cancelled(Pending), Ok(CancelAction::Tombstone));
+    fn cancel_voids_tombstones_refunds_what_is_left_or_ignores_by_status() {
+        assert_eq!(on_order_cancelled(Authorized, 0), CancelAction::Void);
+        assert_eq!(on_order_cancelled(Pending, 0), CancelAction::Tombstone);
         for s in [Declined, Voided, Cancelled] {
-            assert_eq!(on_order_cancelled(s), Ok(CancelAction::Nothing), "{s}");
+            assert_eq!(on_order_cancelled(s, 0), CancelAction::Nothing, "{s}");
         }
         assert_eq!(
-            on_order_cancelled(Captured),
-            Err("cancel after capture: needs a refund".to_string())
+            on_order_cancelled(Captured, 700),
+            CancelAction::Refund { amount_cents: 700 }
         );
+        assert_eq!(
+            on_order_cancelled(Captured, 0),
+            CancelAction::Nothing,
+            "refunded in full already"
+        );
+    }
+
+    #[test]
+    fn a_refund_is_made_only_within_what_is_captured_and_not_yet_refunded() {
+        let decide = |status, refunded, amount| {
+            on_refund_requested(status, 1000, refunded, "EUR", amount, "EUR")
+        };
+        assert_eq!(decide(Captured, 0, 1000), RefundAction::Refund);
+        assert_eq!(decide(Captured, 600, 400), RefundAction::Refund);
+        assert_eq!(
+            decide(Captured, 600, 401),
+            RefundAction::Fail(EXCEEDS_CAPTURED)
+        );
+        assert_eq!(
+            decide(Captured, 0, 1001),
+            RefundAction::Fail(EXCEEDS_CAPTURED)
+        );
+        for s in [Pending, Authorized] {
+            assert_eq!(decide(s, 0, 1), RefundAction::NotYet, "{s}");
+        }
+        for s in [Declined, Voided, Cancelled] {
+            assert_eq!(decide(s, 0, 1), RefundAction::Fail(EXCEEDS_CAPTURED), "{s}");
+        }
+        assert_eq!(
+            on_refund_requested(Captured, 1000, 0, "EUR", 10, "USD"),
+            RefundAction::Fail(CURRENCY_MISMATCH)
+        );
+        assert_eq!(
+            on_refund_requested(Captured, 1000, 0, "EUR", 10, ""),
+            RefundAction::Refund,
+            "no currency means the payment's"
+        );
+    }
+
+    #[test]
+    fn a_refund_needs_an_order_a_refund_id_and_a_positive_amount() {
+        assert!(validate_refund("o1", "r1", 1).is_ok());
+        assert!(validate_refund(" ", "r1", 1).is_err());
+        assert!(validate_refund("o1", "", 1).is_err());
+        assert!(validate_refund("o1", "r1", 0).is_err());
+        assert!(validate_refund("o1", "r1", -5).is_err());
     }
 
     #[test]

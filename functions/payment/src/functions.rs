@@ -1,5 +1,6 @@
-//! The payment Lambda functions: `payment-process` (order.created) and `payment-settle`
-//! (order.confirmed, order.cancelled), as batch-runner message handlers.
+//! The payment Lambda functions: `payment-process` (order.created), `payment-settle`
+//! (order.confirmed, order.cancelled) and `payment-refund` (refund.requested), as
+//! batch-runner message handlers.
 
 use crate::domain::{self, CancelAction, ConfirmAction, PaymentStatus, ProcessAction};
 use crate::gateway::{
@@ -20,6 +21,10 @@ use std::sync::Arc;
 
 pub const PROCESS: &str = "payment-process";
 pub const SETTLE: &str = "payment-settle";
+
+mod refund;
+pub use refund::{REFUND, Refund, refund, refund_with};
+use refund::{Refunding, refund_at_gateway};
 
 /// `payment-process` with the gateway the configuration chooses (`gateway::from_config`).
 pub fn process(ctx: &shared::context::Context) -> Arc<dyn Function> {
@@ -171,6 +176,7 @@ impl MessageHandler for Process {
                 currency: &order.currency,
                 gateway_ref: payment_id,
                 caused_by: &env.event_id,
+                gateway_refund_id: None,
             });
             out.push(Envelope::new(
                 Payload::PaymentProcessed(PaymentProcessed {
@@ -253,6 +259,7 @@ impl Process {
             currency,
             gateway_ref,
             caused_by: &env.event_id,
+            gateway_refund_id: None,
         };
         let processed = match answer {
             Ok(auth) => {
@@ -349,8 +356,8 @@ impl MessageHandler for Settle {
 }
 
 impl Settle {
-    /// Captures or voids at the gateway with the key of the causing event, and writes the
-    /// call to the ledger in the message's transaction.
+    /// Captures or voids (`kind`) at the gateway with the key of the causing event, and
+    /// writes the call to the ledger in the message's transaction.
     async fn call(
         &self,
         tx: &mut PgConnection,
@@ -374,9 +381,16 @@ impl Settle {
             currency: &row.currency,
         };
         match kind {
+            CallKind::Capture => self.gateway.capture(request).await,
             CallKind::Void => self.gateway.void(request).await,
-            CallKind::Refund => self.gateway.refund(request).await,
-            CallKind::Capture | CallKind::Authorize => self.gateway.capture(request).await,
+            // An authorization needs the token, and a refund can be declined: each has its
+            // own path (`Process::authorize`, `refund_at_gateway`).
+            CallKind::Authorize | CallKind::Refund => {
+                return Err(HandleError::permanent(format!(
+                    "{} is not a settlement call",
+                    kind.as_str()
+                )));
+            }
         }
         .map_err(|e| HandleError::Transient(e.context("payment gateway")))?;
         PgPayments::record_call(
@@ -390,6 +404,7 @@ impl Settle {
                 currency: &row.currency,
                 gateway_ref: Some(payment_id),
                 caused_by: &env.event_id,
+                gateway_refund_id: None,
             },
         )
         .await?;
@@ -451,8 +466,21 @@ impl Settle {
             });
             Applied::events(vec![Envelope::new(payload, Some(env))])
         };
-        match domain::on_order_cancelled(row.status).map_err(HandleError::Permanent)? {
+        match domain::on_order_cancelled(row.status, row.amount_cents - row.refunded_cents) {
             CancelAction::Nothing => Ok(Applied::nothing()),
+            CancelAction::Refund { amount_cents } => {
+                // The refund's id is the cancel's event id: a redelivered cancel is the same
+                // refund, and a later cancel event finds nothing left to give back.
+                let refund = Refunding {
+                    order_id: &e.order_id,
+                    refund_id: &env.event_id,
+                    amount_cents,
+                    user_id: &e.user_id,
+                    customer_email: &e.customer_email,
+                };
+                let event = refund_at_gateway(&*self.gateway, tx, env, &row, refund).await?;
+                Ok(Applied::events(vec![Envelope::new(event, Some(env))]))
+            }
             CancelAction::Tombstone => {
                 PgPayments::set_status(tx, &e.order_id, PaymentStatus::Cancelled).await?;
                 tracing::info!("order cancelled before its payment was processed; tombstone left");

@@ -36,6 +36,22 @@ pub struct Decline {
     pub code: String,
 }
 
+/// An accepted refund: the gateway's own id of it (`re_...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub gateway_refund_id: String,
+}
+
+/// What a gateway answers to one refund it did not make.
+#[derive(Debug)]
+pub enum RefundError {
+    /// The gateway refused it (more than is left of the capture, a closed account, ...),
+    /// with its code: final, the refund has failed.
+    Declined(Decline),
+    /// The gateway could not be asked (outage): transient, the message is retried.
+    Unavailable(anyhow::Error),
+}
+
 /// What the payment functions ask a gateway for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
@@ -92,15 +108,17 @@ pub struct SettleRequest<'a> {
     pub currency: &'a str,
 }
 
-/// What the payment functions need from a gateway. An `Err` from capture, void or refund
-/// is an outage (transient: the message is retried with the same key).
+/// What the payment functions need from a gateway. An `Err` from capture or void is an
+/// outage (transient: the message is retried with the same key); a refund can also be
+/// declined.
 #[async_trait]
 pub trait PaymentGateway: Send + Sync {
     async fn authorize(&self, req: AuthorizeRequest<'_>) -> Result<Authorization, AuthorizeError>;
     async fn capture(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
     async fn void(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
-    /// Gives back `amount_cents` of a captured payment (all or part of it).
-    async fn refund(&self, req: SettleRequest<'_>) -> anyhow::Result<()>;
+    /// Gives back `amount_cents` of a captured payment (all or part of it). A gateway
+    /// refuses to give back more than was captured and not yet refunded.
+    async fn refund(&self, req: SettleRequest<'_>) -> Result<Refund, RefundError>;
 }
 
 /// Whether `cfg` runs the simulated gateway, whose record (`gateway_sim.calls`) is then the
@@ -156,7 +174,9 @@ pub fn from_config(cfg: &shared::Config) -> Result<std::sync::Arc<dyn PaymentGat
     }
 }
 
-/// Decides by test token and never declines a capture or void; remembers every call by its
+/// Decides by test token, never declines a capture or void, declines a refund above what
+/// is left of the payment's captures (`amount_too_large`, the providers' code); remembers
+/// every call by its
 /// idempotency key in `gateway_sim.calls` (on its own connections, outside any consumer
 /// transaction).
 #[derive(Debug, Clone)]
@@ -175,6 +195,8 @@ pub struct GatewayCall {
     pub outcome: String,
     /// How many times the key was presented (1 = never repeated).
     pub calls: i64,
+    /// The gateway's id of a refund it made.
+    pub refund_id: Option<String>,
 }
 
 impl SimulatedGateway {
@@ -255,11 +277,73 @@ impl SimulatedGateway {
         Ok(())
     }
 
+    /// A refund, decided against the payment's record under a lock on the payment (two
+    /// refunds of one payment cannot both take its last cents): the first answer of a
+    /// repeated key, or a new refund of at most what is captured and not yet refunded.
+    /// Returns `(outcome, decline_code, refund_id)`.
+    async fn refund_once(
+        &self,
+        req: SettleRequest<'_>,
+    ) -> anyhow::Result<(String, Option<String>, Option<String>)> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+            .bind(req.payment_id)
+            .execute(&mut *tx)
+            .await?;
+        let repeated: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "UPDATE gateway_sim.calls SET calls = calls + 1, last_at = now()
+             WHERE idempotency_key = $1 RETURNING outcome, decline_code, refund_id",
+        )
+        .bind(req.idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(first) = repeated {
+            tx.commit().await?;
+            return Ok(first);
+        }
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (COALESCE(sum(amount_cents) FILTER (WHERE kind = 'capture'), 0)
+                   - COALESCE(sum(amount_cents) FILTER (WHERE kind = 'refund'), 0))::bigint
+             FROM gateway_sim.calls WHERE payment_id = $1 AND outcome = 'succeeded'",
+        )
+        .bind(req.payment_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let answer = if req.amount_cents <= 0 || req.amount_cents > left {
+            (
+                "declined".to_string(),
+                Some("amount_too_large".to_string()),
+                None,
+            )
+        } else {
+            let id = format!("re_sim_{}", Uuid::now_v7().simple());
+            ("succeeded".to_string(), None, Some(id))
+        };
+        sqlx::query(
+            "INSERT INTO gateway_sim.calls
+                 (idempotency_key, kind, order_id, amount_cents, currency, payment_id, outcome,
+                  decline_code, refund_id)
+             VALUES ($1, 'refund', $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(req.idempotency_key)
+        .bind(req.order_id)
+        .bind(req.amount_cents)
+        .bind(req.currency)
+        .bind(req.payment_id)
+        .bind(&answer.0)
+        .bind(&answer.1)
+        .bind(&answer.2)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(answer)
+    }
+
     /// Every call the simulator answered, by key (for `orderflow verify`).
     pub async fn calls(conn: &mut sqlx::PgConnection) -> sqlx::Result<Vec<GatewayCall>> {
         sqlx::query_as(
             "SELECT idempotency_key, kind, order_id, amount_cents, payment_id, outcome,
-                    calls::bigint AS calls
+                    calls::bigint AS calls, refund_id
              FROM gateway_sim.calls ORDER BY order_id, first_at",
         )
         .fetch_all(conn)
@@ -308,8 +392,17 @@ impl PaymentGateway for SimulatedGateway {
         self.settle(CallKind::Void, req).await
     }
 
-    async fn refund(&self, req: SettleRequest<'_>) -> anyhow::Result<()> {
-        self.settle(CallKind::Refund, req).await
+    async fn refund(&self, req: SettleRequest<'_>) -> Result<Refund, RefundError> {
+        let (outcome, code, refund_id) = self
+            .refund_once(req)
+            .await
+            .map_err(RefundError::Unavailable)?;
+        match (outcome.as_str(), refund_id) {
+            ("succeeded", Some(gateway_refund_id)) => Ok(Refund { gateway_refund_id }),
+            _ => Err(RefundError::Declined(Decline {
+                code: code.unwrap_or_else(|| "declined".into()),
+            })),
+        }
     }
 }
 

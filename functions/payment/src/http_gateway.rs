@@ -22,7 +22,8 @@
 //! the token or the URL.
 
 use crate::gateway::{
-    Authorization, AuthorizeError, AuthorizeRequest, Decline, PaymentGateway, SettleRequest,
+    Authorization, AuthorizeError, AuthorizeRequest, Decline, PaymentGateway, Refund, RefundError,
+    SettleRequest,
 };
 use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
@@ -254,12 +255,40 @@ impl PaymentGateway for HttpGateway {
         self.settle("void", &path, &req, &[]).await
     }
 
-    async fn refund(&self, req: SettleRequest<'_>) -> anyhow::Result<()> {
+    /// A refund the provider refused (402/400: more than is left, an intent that was never
+    /// captured) or created as `failed` or `canceled` is declined with its code; one it
+    /// created otherwise (`succeeded`, or `pending` while the card network settles it) is
+    /// made, and its `re_...` id is what the ledger keeps.
+    async fn refund(&self, req: SettleRequest<'_>) -> Result<Refund, RefundError> {
         let form = [
             ("payment_intent", req.provider_ref.to_string()),
             ("amount", req.amount_cents.to_string()),
+            ("metadata[order_id]", req.order_id.to_string()),
         ];
-        self.settle("refund", "v1/refunds", &req, &form).await
+        match self.call("v1/refunds", req.idempotency_key, &form).await {
+            Answer::Ok(refund) => {
+                let id = refund["id"].as_str().unwrap_or_default();
+                let status = refund["status"].as_str().unwrap_or_default();
+                if id.is_empty() {
+                    return Err(RefundError::Unavailable(anyhow::anyhow!(
+                        "payment gateway answered a refund without its id"
+                    )));
+                }
+                if matches!(status, "failed" | "canceled") {
+                    let reason = refund["failure_reason"].as_str().unwrap_or(status);
+                    return Err(RefundError::Declined(Decline {
+                        code: error_code(&serde_json::json!({ "code": reason })),
+                    }));
+                }
+                Ok(Refund {
+                    gateway_refund_id: id.to_string(),
+                })
+            }
+            Answer::Refused(_, error) => Err(RefundError::Declined(Decline {
+                code: error_code(&error),
+            })),
+            Answer::Outage(e) => Err(RefundError::Unavailable(anyhow::anyhow!("refund: {e}"))),
+        }
     }
 }
 

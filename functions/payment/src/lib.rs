@@ -1,6 +1,7 @@
 //! Orderflow payment service: authorizes the order's amount when it is created, captures it
-//! when the order is confirmed and voids it when the order is cancelled, through the
-//! `PaymentGateway` port (a simulated gateway with provider-style test tokens).
+//! when the order is confirmed, voids it (or refunds what was captured) when the order is
+//! cancelled, and pays an admin's refund back once, through the `PaymentGateway` port (a
+//! simulated gateway with provider-style test tokens).
 //!
 //! Modules: `domain` (pure decisions), `gateway` (the port, its selection and its
 //! simulation), `http_gateway` (the adapter for a real provider), `pg` (the `PgPayments`
@@ -27,5 +28,6 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("payment-process", functions::process),
     ("payment-settle", functions::settle),
+    ("payment-refund", functions::refund),
     ("payment-relay", functions::relay),
 ];

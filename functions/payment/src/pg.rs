@@ -14,6 +14,8 @@ pub struct LockedPayment {
     pub provider_ref: Option<String>,
     pub amount_cents: i64,
     pub currency: String,
+    /// What refunds gave back of the capture so far.
+    pub refunded_cents: i64,
 }
 
 /// A payment as `orderflow verify` reads it.
@@ -22,6 +24,8 @@ pub struct PaymentRow {
     pub order_id: String,
     pub status: String,
     pub amount_cents: i64,
+    /// What refunds gave back so far, by the payment row (the ledger has each refund).
+    pub refunded_cents: i64,
 }
 
 /// One gateway call for `payments.ledger`.
@@ -36,6 +40,8 @@ pub struct LedgerEntry<'a> {
     pub currency: &'a str,
     pub gateway_ref: Option<Uuid>,
     pub caused_by: &'a str,
+    /// The gateway's id of a refund it made.
+    pub gateway_refund_id: Option<&'a str>,
 }
 
 /// A payment's state after its authorization, for `record_authorizations`.
@@ -62,6 +68,8 @@ pub struct LedgerRow {
     pub kind: String,
     pub outcome: String,
     pub amount_cents: i64,
+    /// The gateway's id of a refund it made (`re_...`).
+    pub gateway_refund_id: Option<String>,
 }
 
 pub struct PgPayments;
@@ -75,16 +83,17 @@ impl PgPayments {
     ) -> anyhow::Result<LockedPayment> {
         // One round trip: the no-op update on conflict locks the existing row (as FOR UPDATE
         // would) and returns it; a new row comes back as `pending`.
-        let (status, payment_id, amount_cents, currency, provider_ref): (
+        let (status, payment_id, amount_cents, currency, provider_ref, refunded_cents): (
             String,
             Option<Uuid>,
             Option<i64>,
             Option<String>,
             Option<String>,
+            i64,
         ) = sqlx::query_as(
             "INSERT INTO payments.payments (order_id, status) VALUES ($1, 'pending')
              ON CONFLICT (order_id) DO UPDATE SET order_id = excluded.order_id
-             RETURNING status, payment_id, amount_cents, currency, provider_ref",
+             RETURNING status, payment_id, amount_cents, currency, provider_ref, refunded_cents",
         )
         .bind(order_id)
         .fetch_one(&mut *conn)
@@ -98,6 +107,7 @@ impl PgPayments {
             provider_ref,
             amount_cents: amount_cents.unwrap_or(0),
             currency: currency.unwrap_or_default(),
+            refunded_cents,
         })
     }
 
@@ -210,8 +220,9 @@ impl PgPayments {
     pub async fn record_call(conn: &mut PgConnection, e: LedgerEntry<'_>) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO payments.ledger
-                 (idempotency_key, order_id, kind, outcome, amount_cents, currency, gateway_ref, caused_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 (idempotency_key, order_id, kind, outcome, amount_cents, currency, gateway_ref,
+                  caused_by, gateway_refund_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(e.idempotency_key)
         .bind(e.order_id)
@@ -221,6 +232,36 @@ impl PgPayments {
         .bind(e.currency)
         .bind(e.gateway_ref)
         .bind(e.caused_by)
+        .bind(e.gateway_refund_id)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The outcome of the ledger's call under `idempotency_key`, if it was made: a refund
+    /// is made once per refund id, however many events ask for it.
+    pub async fn call_outcome(
+        conn: &mut PgConnection,
+        idempotency_key: &str,
+    ) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT outcome FROM payments.ledger WHERE idempotency_key = $1")
+            .bind(idempotency_key)
+            .fetch_optional(conn)
+            .await
+    }
+
+    /// Adds a refund the gateway made to what the payment has given back.
+    pub async fn add_refunded(
+        conn: &mut PgConnection,
+        order_id: &str,
+        amount_cents: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE payments.payments SET refunded_cents = refunded_cents + $2, updated_at = now()
+             WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .bind(amount_cents)
         .execute(conn)
         .await?;
         Ok(())
@@ -244,17 +285,18 @@ impl PgPayments {
 
 /// Every payment, ordered by order id (for `orderflow verify` and tests).
 pub async fn payments(pool: &PgPool) -> anyhow::Result<Vec<PaymentRow>> {
-    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
-        "SELECT order_id, status, amount_cents FROM payments.payments ORDER BY order_id",
+    let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT order_id, status, amount_cents, refunded_cents FROM payments.payments ORDER BY order_id",
     )
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(order_id, status, amount)| PaymentRow {
+        .map(|(order_id, status, amount, refunded_cents)| PaymentRow {
             order_id,
             status,
             amount_cents: amount.unwrap_or(0),
+            refunded_cents,
         })
         .collect())
 }
@@ -270,13 +312,13 @@ pub struct PaymentAudit {
 }
 
 pub async fn audit(conn: &mut PgConnection) -> sqlx::Result<PaymentAudit> {
-    let payments: Vec<(String, String, Option<i64>)> = sqlx::query_as(
-        "SELECT order_id, status, amount_cents FROM payments.payments ORDER BY order_id",
+    let payments: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT order_id, status, amount_cents, refunded_cents FROM payments.payments ORDER BY order_id",
     )
     .fetch_all(&mut *conn)
     .await?;
-    let ledger: Vec<(String, String, String, String, i64)> = sqlx::query_as(
-        "SELECT idempotency_key, order_id, kind, outcome, amount_cents
+    let ledger: Vec<(String, String, String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT idempotency_key, order_id, kind, outcome, amount_cents, gateway_refund_id
          FROM payments.ledger ORDER BY order_id, recorded_at",
     )
     .fetch_all(&mut *conn)
@@ -292,21 +334,25 @@ pub async fn audit(conn: &mut PgConnection) -> sqlx::Result<PaymentAudit> {
     Ok(PaymentAudit {
         payments: payments
             .into_iter()
-            .map(|(order_id, status, amount)| PaymentRow {
+            .map(|(order_id, status, amount, refunded_cents)| PaymentRow {
                 order_id,
                 status,
                 amount_cents: amount.unwrap_or(0),
+                refunded_cents,
             })
             .collect(),
         ledger: ledger
             .into_iter()
             .map(
-                |(idempotency_key, order_id, kind, outcome, amount_cents)| LedgerRow {
-                    idempotency_key,
-                    order_id,
-                    kind,
-                    outcome,
-                    amount_cents,
+                |(idempotency_key, order_id, kind, outcome, amount_cents, gateway_refund_id)| {
+                    LedgerRow {
+                        idempotency_key,
+                        order_id,
+                        kind,
+                        outcome,
+                        amount_cents,
+                        gateway_refund_id,
+                    }
                 },
             )
             .collect(),

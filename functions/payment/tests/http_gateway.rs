@@ -47,6 +47,7 @@ struct Provider {
     /// The next this many requests fail with a 500 before anything is done (not saved).
     fail_next: AtomicU32,
     intents: AtomicU32,
+    refunds: AtomicU32,
 }
 
 impl Provider {
@@ -119,7 +120,27 @@ impl Provider {
             ["v1", "payment_intents", id, "cancel"] => {
                 (200, json!({"id": id, "status": "canceled"}))
             }
-            ["v1", "refunds"] => (200, json!({"id": "re_1", "status": "succeeded"})),
+            // Every intent of the stand-in captured 3998: a refund above it is refused, as
+            // the providers do; an amount of 13 is accepted and then fails at the network.
+            ["v1", "refunds"] => {
+                let amount: i64 = call
+                    .field("amount")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0);
+                if amount > 3998 {
+                    return (
+                        400,
+                        json!({"error": {"type": "invalid_request_error", "code": "amount_too_large"}}),
+                    );
+                }
+                let n = self.refunds.fetch_add(1, Ordering::SeqCst) + 1;
+                let status = if amount == 13 { "failed" } else { "succeeded" };
+                (
+                    200,
+                    json!({"id": format!("re_{n}"), "object": "refund", "status": status,
+                           "failure_reason": if amount == 13 { "expired_or_canceled_card" } else { "" }}),
+                )
+            }
             _ => (
                 404,
                 json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
@@ -376,6 +397,55 @@ async fn capture_void_and_refund_name_the_intent_and_carry_their_own_keys() {
     assert_eq!(provider.calls()[0].field("amount_to_capture"), Some("3998"));
 }
 
+#[tokio::test]
+async fn a_refund_is_posted_with_its_idempotency_key_answers_the_providers_refund_id_once_and_a_refusal_is_a_decline()
+ {
+    use payment::gateway::RefundError;
+    let (base, provider) = stand_in().await;
+    let gateway = HttpGateway::new(&base, API_KEY).expect("gateway");
+    let refund = |key: &'static str, amount_cents| SettleRequest {
+        idempotency_key: key,
+        order_id: "o-1",
+        payment_id: uuid::Uuid::now_v7(),
+        provider_ref: "pi_42",
+        amount_cents,
+        currency: "EUR",
+    };
+    let first = gateway
+        .refund(refund("refund:r-1", 1000))
+        .await
+        .expect("refunded");
+    let again = gateway
+        .refund(refund("refund:r-1", 1000))
+        .await
+        .expect("the same refund");
+    assert_eq!(first.gateway_refund_id, "re_1");
+    assert_eq!(again, first, "a repeated key is the same refund");
+    let calls = provider.calls();
+    assert_eq!(calls.len(), 2);
+    for c in &calls {
+        assert_eq!(c.path, "/v1/refunds");
+        assert_eq!(c.key.as_deref(), Some("refund:r-1"));
+        assert_eq!(
+            (c.field("payment_intent"), c.field("amount")),
+            (Some("pi_42"), Some("1000"))
+        );
+    }
+    match gateway.refund(refund("refund:r-2", 3999)).await {
+        Err(RefundError::Declined(d)) => assert_eq!(d.code, "amount_too_large"),
+        other => panic!("expected a decline, got {other:?}"),
+    }
+    match gateway.refund(refund("refund:r-3", 13)).await {
+        Err(RefundError::Declined(d)) => assert_eq!(d.code, "expired_or_canceled_card"),
+        other => panic!("expected a failed refund, got {other:?}"),
+    }
+    provider.fail_next.store(u32::MAX, Ordering::SeqCst);
+    match gateway.refund(refund("refund:r-4", 10)).await {
+        Err(RefundError::Unavailable(e)) => assert!(!e.to_string().contains(API_KEY), "{e}"),
+        other => panic!("expected an outage, got {other:?}"),
+    }
+}
+
 fn created(order_id: &str, token: &str) -> Envelope {
     Envelope::new(
         Payload::OrderCreated(OrderCreated {
@@ -484,6 +554,69 @@ async fn payment_functions_over_the_http_gateway_authorize_capture_and_keep_the_
         .into_iter()
         .any(|e| matches!(e.payload, Some(Payload::PaymentCaptured(_))));
     assert!(captured);
+
+    // The customer cancels the confirmed order: the capture is refunded at the provider
+    // under the cancel's key, and the ledger keeps the provider's refund id.
+    let cancel = Envelope::new(
+        Payload::OrderCancelled(OrderCancelled {
+            order_id: "o-http".into(),
+            user_id: "u1".into(),
+            customer_email: "a@example.com".into(),
+            reason: CancelReason::CustomerCancelled as i32,
+        }),
+        Some(&confirm),
+    );
+    let ev = env.rmq_event(
+        "payment-settle",
+        std::slice::from_ref(&cancel),
+        Encoding::Protobuf,
+    );
+    settle
+        .invoke(serde_json::to_value(&ev).expect("json"))
+        .await
+        .expect("refunded");
+    let last = provider.calls().pop().expect("a call");
+    assert_eq!(
+        (
+            last.path.as_str(),
+            last.key.clone(),
+            last.field("payment_intent"),
+            last.field("amount")
+        ),
+        (
+            "/v1/refunds",
+            Some(format!("refund:{}", cancel.event_id)),
+            Some("pi_1"),
+            Some("1500")
+        )
+    );
+    let refund: (String, Option<String>) = sqlx::query_as(
+        "SELECT idempotency_key, gateway_refund_id FROM payments.ledger
+         WHERE order_id = 'o-http' AND kind = 'refund'",
+    )
+    .fetch_one(&env.ctx.pool)
+    .await
+    .expect("refund row");
+    assert_eq!(
+        refund,
+        (format!("refund:{}", cancel.event_id), Some("re_1".into()))
+    );
+    let refunded: Vec<PaymentRefunded> = env
+        .published()
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Some(Payload::PaymentRefunded(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refunded.len(), 1);
+    assert_eq!(
+        (
+            refunded[0].gateway_refund_id.as_str(),
+            refunded[0].amount_cents
+        ),
+        ("re_1", 1500)
+    );
 }
 
 #[tokio::test]
@@ -496,6 +629,7 @@ async fn a_simulated_gateway_in_a_production_stage_refuses_to_start() {
     for f in [
         payment::functions::process(&env.ctx),
         payment::functions::settle(&env.ctx),
+        payment::functions::refund(&env.ctx),
     ] {
         let error = f.init_error().expect("refused");
         assert!(error.contains("PAYMENT_GATEWAY=simulated"), "{error}");

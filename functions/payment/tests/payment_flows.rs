@@ -1,129 +1,12 @@
 //! Payment functions against the real local Postgres, with a recording publisher.
 
-use payment::PaymentRow;
+mod common;
+
+use common::*;
 use shared::contracts::*;
 use shared::runner::BatchReport;
-use shared::testing::TestEnv;
-use shared::{Encoding, Envelope, Function};
+use shared::{Encoding, Envelope};
 use std::sync::Arc;
-
-struct Harness {
-    env: TestEnv,
-    process: Arc<dyn Function>,
-    settle: Arc<dyn Function>,
-}
-
-impl Harness {
-    async fn new() -> Self {
-        let env = TestEnv::new().await;
-        env.migrate(payment::SCHEMA, &payment::MIGRATOR).await;
-        let process = payment::functions::process(&env.ctx);
-        let settle = payment::functions::settle(&env.ctx);
-        Harness {
-            env,
-            process,
-            settle,
-        }
-    }
-
-    async fn deliver(
-        &self,
-        f: &Arc<dyn Function>,
-        queue: &str,
-        events: &[Envelope],
-    ) -> BatchReport {
-        let ev = self.env.rmq_event(queue, events, Encoding::Protobuf);
-        let out = f
-            .invoke(serde_json::to_value(&ev).expect("event json"))
-            .await
-            .expect("invocation succeeds");
-        serde_json::from_value(out).expect("batch report")
-    }
-
-    async fn process(&self, events: &[Envelope]) -> BatchReport {
-        self.deliver(&self.process, "payment-process", events).await
-    }
-
-    async fn settle(&self, events: &[Envelope]) -> BatchReport {
-        self.deliver(&self.settle, "payment-settle", events).await
-    }
-
-    async fn row(&self, order_id: &str) -> Option<PaymentRow> {
-        payment::payments(&self.env.ctx.pool)
-            .await
-            .expect("payments")
-            .into_iter()
-            .find(|p| p.order_id == order_id)
-    }
-
-    async fn stored(&self, order_id: &str) -> (Option<String>, Option<String>, Option<String>) {
-        sqlx::query_as(
-            "SELECT token_ref, last4, decline_code FROM payments.payments WHERE order_id = $1",
-        )
-        .bind(order_id)
-        .fetch_one(&self.env.ctx.pool)
-        .await
-        .expect("row")
-    }
-
-    fn processed(&self) -> Vec<PaymentProcessed> {
-        self.env
-            .published()
-            .into_iter()
-            .filter_map(|e| match e.payload {
-                Some(Payload::PaymentProcessed(p)) => Some(p),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-fn created(order_id: &str, token: &str, total: i64) -> Envelope {
-    Envelope::new(
-        Payload::OrderCreated(OrderCreated {
-            order_id: order_id.into(),
-            user_id: "u1".into(),
-            customer_email: "a@example.com".into(),
-            items: vec![OrderLine {
-                product_id: "sku-1".into(),
-                quantity: 1,
-                unit_price_cents: total,
-            }],
-            total_cents: total,
-            currency: "EUR".into(),
-            payment_token_sealed: shared::payment_token::TokenKeys::development()
-                .seal(order_id, token),
-            payment_ref: shared::payment_token::reference(token),
-            ..Default::default()
-        }),
-        None,
-    )
-}
-
-fn confirmed(order_id: &str, total: i64) -> Envelope {
-    Envelope::new(
-        Payload::OrderConfirmed(OrderConfirmed {
-            order_id: order_id.into(),
-            user_id: "u1".into(),
-            customer_email: "a@example.com".into(),
-            total_cents: total,
-            currency: "EUR".into(),
-        }),
-        None,
-    )
-}
-
-fn cancelled(order_id: &str) -> Envelope {
-    Envelope::new(
-        Payload::OrderCancelled(OrderCancelled {
-            order_id: order_id.into(),
-            user_id: "u1".into(),
-            customer_email: "a@example.com".into(),
-            reason: CancelReason::OutOfStock as i32,
-        }),
-        None,
-    )
-}
 
 #[tokio::test]
 async fn a_visa_token_is_authorized_and_reported_as_success() {
@@ -384,20 +267,6 @@ async fn a_cancel_before_the_payment_leaves_a_tombstone_and_the_late_order_is_no
 }
 
 #[tokio::test]
-async fn cancel_after_capture_is_parked_as_needing_a_refund() {
-    let h = Harness::new().await;
-    h.process(&[created("o1", "tok_visa", 100)]).await;
-    h.settle(&[confirmed("o1", 100)]).await;
-    let report = h.settle(&[cancelled("o1")]).await;
-    assert_eq!(report.parked.len(), 1);
-    assert_eq!(
-        report.parked[0].reason,
-        "cancel after capture: needs a refund"
-    );
-    assert_eq!(h.row("o1").await.expect("row").status, "captured");
-}
-
-#[tokio::test]
 async fn a_duplicate_order_created_authorizes_once() {
     let h = Harness::new().await;
     let ev = created("o1", "tok_visa", 100);
@@ -455,16 +324,12 @@ impl payment::gateway::PaymentGateway for LosesFirstAnswer {
     async fn void(&self, req: payment::gateway::SettleRequest<'_>) -> anyhow::Result<()> {
         self.inner.void(req).await
     }
-    async fn refund(&self, req: payment::gateway::SettleRequest<'_>) -> anyhow::Result<()> {
+    async fn refund(
+        &self,
+        req: payment::gateway::SettleRequest<'_>,
+    ) -> Result<payment::gateway::Refund, payment::gateway::RefundError> {
         self.inner.refund(req).await
     }
-}
-
-async fn gateway_calls(h: &Harness) -> Vec<payment::GatewayCall> {
-    let mut conn = h.env.ctx.pool.acquire().await.expect("conn");
-    payment::gateway::SimulatedGateway::calls(&mut conn)
-        .await
-        .expect("calls")
 }
 
 #[tokio::test]
@@ -595,39 +460,4 @@ async fn one_chunk_authorizes_as_its_messages_would_one_by_one() {
         "one call per authorized or declined order, none for the tombstone"
     );
     assert_eq!(gateway_calls(&h).await.len(), 3);
-}
-
-#[tokio::test]
-async fn the_simulator_records_a_refund_like_a_capture_and_answers_a_repeated_key_once() {
-    let h = Harness::new().await;
-    let gateway =
-        payment::gateway::SimulatedGateway::new(&h.env.ctx.config.database_url).expect("gateway");
-    let payment_id = uuid::Uuid::now_v7();
-    let request = payment::gateway::SettleRequest {
-        idempotency_key: "refund:ev-1",
-        order_id: "o-ref",
-        payment_id,
-        provider_ref: "unused by the simulator",
-        amount_cents: 300,
-        currency: "EUR",
-    };
-    use payment::gateway::PaymentGateway as _;
-    gateway.refund(request).await.expect("refund");
-    gateway
-        .refund(request)
-        .await
-        .expect("the same refund again");
-    let calls = gateway_calls(&h).await;
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    let c = &calls[0];
-    assert_eq!(
-        (
-            c.kind.as_str(),
-            c.outcome.as_str(),
-            c.amount_cents,
-            c.payment_id,
-            c.calls
-        ),
-        ("refund", "succeeded", 300, Some(payment_id), 2)
-    );
 }

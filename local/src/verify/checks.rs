@@ -276,15 +276,21 @@ struct Call<'a> {
     amount: i64,
 }
 
+/// The states in which an order keeps what it bought, paid for by one capture of its total
+/// (less what refunds gave back).
+const PAID_STATES: [&str; 3] = ["CONFIRMED", "SHIPPED", "DELIVERED"];
+
 /// Violations of one order's calls (from one record, `source`): at most one approved
-/// authorization, capture and void; a CONFIRMED order captured once for its total; a
-/// CANCELLED one never captured; no approved authorization left open on a final order.
+/// authorization, capture and void; refunds never above the capture; a CONFIRMED, SHIPPED
+/// or DELIVERED order captured once for its total; a CANCELLED one keeping nothing
+/// (never captured, or refunded in full); no approved authorization left open on a final
+/// order. Returns what was captured and refunded.
 fn order_money(
     source: &str,
     order: &order::OrderRow,
     calls: &[Call<'_>],
     v: &mut Vec<String>,
-) -> i64 {
+) -> (i64, i64) {
     let id = order.order_id;
     let count = |kind: &str, outcome: &str| {
         calls
@@ -306,16 +312,24 @@ fn order_money(
             v.push(format!("{source}: order {id} was {what} {n} times"));
         }
     }
-    let captured: i64 = calls
-        .iter()
-        .filter(|c| c.kind == "capture" && c.outcome == "succeeded")
-        .map(|c| c.amount)
-        .sum();
+    let sum = |kind: &str| -> i64 {
+        calls
+            .iter()
+            .filter(|c| c.kind == kind && c.outcome == "succeeded")
+            .map(|c| c.amount)
+            .sum()
+    };
+    let (captured, refunded) = (sum("capture"), sum("refund"));
+    if refunded > captured {
+        v.push(format!(
+            "{source}: order {id} was refunded {refunded}, more than the {captured} captured"
+        ));
+    }
     match order.status.as_str() {
-        "CONFIRMED" => {
+        status if PAID_STATES.contains(&status) => {
             if captures == 0 {
                 v.push(format!(
-                    "{source}: order {id} is CONFIRMED but was never captured"
+                    "{source}: order {id} is {status} but was never captured"
                 ));
             } else if captured != order.total_cents {
                 v.push(format!(
@@ -324,8 +338,9 @@ fn order_money(
                 ));
             }
         }
-        "CANCELLED" if captures > 0 => v.push(format!(
-            "{source}: order {id} is CANCELLED but {captured} was captured"
+        "CANCELLED" if captured != refunded => v.push(format!(
+            "{source}: order {id} is CANCELLED but keeps {} ({captured} captured, {refunded} refunded)",
+            captured - refunded
         )),
         _ => {}
     }
@@ -335,13 +350,16 @@ fn order_money(
             order.status
         ));
     }
-    captured
+    (captured, refunded)
 }
 
-/// Invariant 3: Money: a CONFIRMED order has exactly one capture of its total, a CANCELLED one none,
-/// no final order keeps an open authorization, and nothing is authorized, captured or
-/// voided twice: judged on the payments ledger and, when there is one, on the gateway's
-/// own record (which sees calls whose transaction rolled back).
+/// Invariant 3 (DESIGN.md section 9): per order, captured - refunded is what the customer
+/// owes for what they keep, never negative: a CONFIRMED, SHIPPED or DELIVERED order has
+/// exactly one capture of its total (less its refunds), a CANCELLED one keeps nothing (a
+/// cancel after capture is refunded in full), no final order keeps an open authorization,
+/// and nothing is authorized, captured or voided twice: judged on the payments ledger and,
+/// when there is one, on the gateway's own record (which sees calls whose transaction
+/// rolled back).
 pub fn money_settled(s: &Snapshot) -> Check {
     let mut v = Vec::new();
     let mut ledger: BTreeMap<&str, Vec<Call<'_>>> = BTreeMap::new();
@@ -360,32 +378,38 @@ pub fn money_settled(s: &Snapshot) -> Check {
             amount: c.amount_cents,
         });
     }
-    let status: BTreeMap<&str, &str> = s
+    let payments: BTreeMap<&str, &payment::PaymentRow> = s
         .payments
         .payments
         .iter()
-        .map(|p| (p.order_id.as_str(), p.status.as_str()))
+        .map(|p| (p.order_id.as_str(), p))
         .collect();
-    let mut captured = 0;
+    let (mut captured, mut refunded) = (0, 0);
     let known: BTreeSet<String> = s.orders.iter().map(|o| o.order_id.to_string()).collect();
     for o in &s.orders {
         let id = o.order_id.to_string();
         let calls = ledger.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        captured += order_money("ledger", o, calls, &mut v);
+        let (c, r) = order_money("ledger", o, calls, &mut v);
+        captured += c;
+        refunded += r;
         if s.payments.gateway.is_some() {
             let calls = gateway.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
             order_money("gateway", o, calls, &mut v);
         }
-        let st = status.get(id.as_str()).copied();
-        match o.status.as_str() {
-            "CONFIRMED" if st != Some("captured") => v.push(format!(
-                "order {id} is CONFIRMED but its payment is {}",
+        let row = payments.get(id.as_str());
+        if let Some(p) = row.filter(|p| p.refunded_cents != r) {
+            v.push(format!(
+                "order {id}: its payment says {} refunded, the ledger {r}",
+                p.refunded_cents
+            ));
+        }
+        let st = row.map(|p| p.status.as_str());
+        if PAID_STATES.contains(&o.status.as_str()) && st != Some("captured") {
+            v.push(format!(
+                "order {id} is {} but its payment is {}",
+                o.status,
                 st.unwrap_or("missing")
-            )),
-            "CANCELLED" if st == Some("captured") => v.push(format!(
-                "order {id} is CANCELLED but its payment is captured"
-            )),
-            _ => {}
+            ));
         }
     }
     for order_id in ledger.keys().chain(gateway.keys()) {
@@ -394,9 +418,9 @@ pub fn money_settled(s: &Snapshot) -> Check {
         }
     }
     Check {
-        name: "one capture of the total per confirmed order, none for cancelled ones, no authorization left open",
+        name: "captured - refunded = what each order keeps (its total, less refunds, when paid; nothing when cancelled), refunds never above captures, no authorization left open",
         summary: format!(
-            "{} ledger rows{}, {captured} minor units captured",
+            "{} ledger rows{}, {captured} minor units captured, {refunded} refunded",
             s.payments.ledger.len(),
             match &s.payments.gateway {
                 Some(g) => format!(", {} gateway calls", g.len()),
@@ -407,19 +431,29 @@ pub fn money_settled(s: &Snapshot) -> Check {
     }
 }
 
-/// Invariant 3b: Every gateway call is in the payments ledger once, as the gateway answered it, and
-/// every ledger row is a call the gateway saw: a call made in a transaction that rolled back
-/// and was never made again with the same key shows here.
+/// Invariant 3b: Every gateway call is in the payments ledger once, as the gateway answered it (a
+/// refund under the gateway's own refund id), and every ledger row is a call the gateway
+/// saw: a call made in a transaction that rolled back and was never made again with the
+/// same key shows here.
 pub fn ledger_reconciled(s: &Snapshot) -> Check {
     let name = "every gateway call is in the payments ledger, as the gateway answered it";
+    let mut v = Vec::new();
+    // A refund made without the gateway's id of it cannot be traced at the provider.
+    for r in &s.payments.ledger {
+        if r.kind == "refund" && r.outcome == "succeeded" && r.gateway_refund_id.is_none() {
+            v.push(format!(
+                "ledger refund {} of order {} has no gateway refund id",
+                r.idempotency_key, r.order_id
+            ));
+        }
+    }
     let Some(gateway) = &s.payments.gateway else {
         return Check {
             name,
             summary: "no gateway record to reconcile with (a real provider keeps its own)".into(),
-            violations: vec![],
+            violations: v,
         };
     };
-    let mut v = Vec::new();
     let ledger: BTreeMap<&str, &payment::LedgerRow> = s
         .payments
         .ledger
@@ -435,6 +469,10 @@ pub fn ledger_reconciled(s: &Snapshot) -> Check {
             None => v.push(format!(
                 "gateway {} {} of order {} ({}) is not in the ledger",
                 c.kind, c.outcome, c.order_id, c.idempotency_key
+            )),
+            Some(r) if r.gateway_refund_id != c.refund_id => v.push(format!(
+                "ledger names refund {:?} for {}, the gateway {:?}",
+                r.gateway_refund_id, c.idempotency_key, c.refund_id
             )),
             Some(r)
                 if r.kind != c.kind
@@ -476,12 +514,33 @@ pub fn ledger_reconciled(s: &Snapshot) -> Check {
     }
 }
 
-/// Invariant 4: Exactly one customer notification per order and state reached (received, then
-/// confirmed or cancelled), each delivered, each announced by exactly one
-/// `notification.sent`.
+/// The refund ids of the refunds the ledger says were made, per order: the key of a
+/// refund is `refund:<refund id>` (`payment::gateway::call_key`), and each made refund
+/// published one `payment.refunded`.
+fn refunds_made(s: &Snapshot) -> BTreeMap<&str, Vec<&str>> {
+    let mut made: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in &s.payments.ledger {
+        if r.kind == "refund" && r.outcome == "succeeded" {
+            let refund_id = r
+                .idempotency_key
+                .strip_prefix("refund:")
+                .unwrap_or(&r.idempotency_key);
+            made.entry(r.order_id.as_str()).or_default().push(refund_id);
+        }
+    }
+    made
+}
+
+/// Invariant 4: Every state change has its one customer notification, each delivered, each
+/// announced by exactly one `notification.sent`: received, then confirmed (for an order
+/// that was captured, which a confirmation causes; at most once for an order its customer
+/// cancelled, whose cancel may have overtaken the capture), shipped (SHIPPED or DELIVERED),
+/// delivered (DELIVERED) or cancelled (CANCELLED), and one order_refunded per refund the
+/// payments ledger made (per `payment.refunded`), under its refund id.
 pub fn notifications_delivered(s: &Snapshot) -> Check {
     let mut v = Vec::new();
     let mut kinds: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut refund_notes: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut announced: BTreeMap<&str, usize> = BTreeMap::new();
     for id in &s.notifications.sent_events {
         *announced.entry(id.as_str()).or_default() += 1;
@@ -493,6 +552,12 @@ pub fn notifications_delivered(s: &Snapshot) -> Check {
             .entry(n.order_id.as_str())
             .or_default()
             .push(n.kind.as_str());
+        if n.kind == "order_refunded" {
+            refund_notes
+                .entry(n.order_id.as_str())
+                .or_default()
+                .push(n.ref_id.as_str());
+        }
         let id = n.notification_id.to_string();
         match announced.get(id.as_str()).copied().unwrap_or(0) {
             1 => {}
@@ -522,13 +587,32 @@ pub fn notifications_delivered(s: &Snapshot) -> Check {
             v.push(format!("notification for unknown order {order_id}"));
         }
     }
+    let captured: BTreeSet<&str> = s
+        .payments
+        .ledger
+        .iter()
+        .filter(|r| r.kind == "capture" && r.outcome == "succeeded")
+        .map(|r| r.order_id.as_str())
+        .collect();
+    let refunds = refunds_made(s);
     for o in &s.orders {
         let id = o.order_id.to_string();
         let got: Vec<&str> = kinds.get(id.as_str()).cloned().unwrap_or_default();
         let mut want = vec!["order_received"];
         match o.status.as_str() {
             "CONFIRMED" => want.push("order_confirmed"),
-            "CANCELLED" => want.push("order_cancelled"),
+            "SHIPPED" => want.extend(["order_confirmed", "order_shipped"]),
+            "DELIVERED" => want.extend(["order_confirmed", "order_shipped", "order_delivered"]),
+            "CANCELLED" => {
+                // A customer's cancel of a confirmed order: the confirmation was sent first
+                // (and the capture made, unless the cancel overtook it and voided instead).
+                let overtaken = o.reason.as_deref() == Some("customer_cancelled")
+                    && got.iter().filter(|g| **g == "order_confirmed").count() == 1;
+                if captured.contains(id.as_str()) || overtaken {
+                    want.push("order_confirmed");
+                }
+                want.push("order_cancelled");
+            }
             _ => continue,
         }
         for k in &want {
@@ -540,12 +624,24 @@ pub fn notifications_delivered(s: &Snapshot) -> Check {
                 )),
             }
         }
-        for g in got.iter().filter(|g| !want.contains(g)) {
+        for g in got
+            .iter()
+            .filter(|g| !want.contains(g) && **g != "order_refunded")
+        {
             v.push(format!("order {id} is {} but was notified {g}", o.status));
+        }
+        let mut made: Vec<&str> = refunds.get(id.as_str()).cloned().unwrap_or_default();
+        let mut noted: Vec<&str> = refund_notes.get(id.as_str()).cloned().unwrap_or_default();
+        made.sort_unstable();
+        noted.sort_unstable();
+        if made != noted {
+            v.push(format!(
+                "order {id} was refunded {made:?} but notified of refunds {noted:?}"
+            ));
         }
     }
     Check {
-        name: "exactly one delivered notification per order and state",
+        name: "every state change and refund has exactly one delivered notification",
         summary: format!(
             "{} notifications, {delivered} delivered, {} announced",
             s.notifications.notifications.len(),

@@ -56,6 +56,7 @@ fn call(
             kind: kind.into(),
             outcome: outcome.into(),
             amount_cents: amount,
+            gateway_refund_id: refund_id(kind, outcome, key),
         },
         GatewayCall {
             idempotency_key: key.into(),
@@ -65,8 +66,14 @@ fn call(
             payment_id: None,
             outcome: outcome.into(),
             calls: 1,
+            refund_id: refund_id(kind, outcome, key),
         },
     )
+}
+
+/// The gateway's id of a refund it made under `key`.
+fn refund_id(kind: &str, outcome: &str, key: &str) -> Option<String> {
+    (kind == "refund" && outcome == "succeeded").then(|| format!("re_{key}"))
 }
 
 fn note(n: u128, order: u128, kind: &str) -> NotificationRow {
@@ -74,6 +81,7 @@ fn note(n: u128, order: u128, kind: &str) -> NotificationRow {
         notification_id: Uuid::from_u128(1000 + n),
         order_id: oid(order).to_string(),
         kind: kind.into(),
+        ref_id: String::new(),
         status: "delivered".into(),
     }
 }
@@ -143,16 +151,19 @@ fn clean() -> Snapshot {
                 order_id: oid(CONFIRMED).to_string(),
                 status: "captured".into(),
                 amount_cents: 200,
+                refunded_cents: 0,
             },
             PaymentRow {
                 order_id: oid(DECLINED).to_string(),
                 status: "declined".into(),
                 amount_cents: 100,
+                refunded_cents: 0,
             },
             PaymentRow {
                 order_id: oid(NO_STOCK).to_string(),
                 status: "voided".into(),
                 amount_cents: 500,
+                refunded_cents: 0,
             },
         ],
         ledger: calls.iter().map(|c| c.0.clone()).collect(),
@@ -365,7 +376,11 @@ fn a_confirmed_order_never_captured_and_a_cancelled_one_captured_are_reported() 
     if let Some(gw) = s.payments.gateway.as_mut() {
         gw.push(g);
     }
-    fails_with(money_settled, &s, "CANCELLED but 500 was captured");
+    fails_with(
+        money_settled,
+        &s,
+        "CANCELLED but keeps 500 (500 captured, 0 refunded)",
+    );
 }
 
 #[test]
@@ -628,4 +643,265 @@ fn an_admin_refund_left_requested_or_refunds_above_the_total_are_reported() {
     let mut s = clean();
     s.orders[0].refunds = vec![refund_row(1, "cancel", 10, "pending")];
     fails_with(fulfilment_recorded, &s, "(cancel) is pending");
+
+// Refunds and the order's life after the decision (DESIGN.md section 9).
+
+const PAID: u128 = 4;
+
+/// `clean()` plus order PAID (total 300, no stock: only the money and notification checks
+/// look at it) in `status`, authorized, captured, refunded `refunds` (refund ids r1, r2,
+/// ...), with every notification its states and refunds call for.
+fn with_paid_order(status: &str, reason: Option<&str>, refunds: &[i64]) -> Snapshot {
+    let mut s = clean();
+    s.orders.push(order(PAID, status, reason, &[("sku-a", 3)]));
+    let mut calls = vec![
+        call("authorize:p1", "authorize", PAID, "approved", 300),
+        call("capture:p2", "capture", PAID, "succeeded", 300),
+    ];
+    for (i, amount) in refunds.iter().enumerate() {
+        let key = format!("refund:r{}", i + 1);
+        calls.push(call(&key, "refund", PAID, "succeeded", *amount));
+    }
+    for (l, g) in calls {
+        s.payments.ledger.push(l);
+        if let Some(gw) = s.payments.gateway.as_mut() {
+            gw.push(g);
+        }
+    }
+    s.payments.payments.push(PaymentRow {
+        order_id: oid(PAID).to_string(),
+        status: "captured".into(),
+        amount_cents: 300,
+        refunded_cents: refunds.iter().sum(),
+    });
+    let mut kinds = vec!["order_received", "order_confirmed"];
+    match status {
+        "SHIPPED" => kinds.push("order_shipped"),
+        "DELIVERED" => kinds.extend(["order_shipped", "order_delivered"]),
+        "CANCELLED" => kinds.push("order_cancelled"),
+        _ => {}
+    }
+    let mut notes: Vec<NotificationRow> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| note(100 + i as u128, PAID, k))
+        .collect();
+    for i in 0..refunds.len() {
+        let mut n = note(200 + i as u128, PAID, "order_refunded");
+        n.ref_id = format!("r{}", i + 1);
+        notes.push(n);
+    }
+    for n in notes {
+        s.notifications
+            .sent_events
+            .push(n.notification_id.to_string());
+        s.notifications.notifications.push(n);
+    }
+    s
+}
+
+/// The money, ledger and notification checks all pass on `s`.
+fn money_and_notes_pass(s: &Snapshot) {
+    for c in [
+        money_settled(s),
+        ledger_reconciled(s),
+        notifications_delivered(s),
+    ] {
+        assert!(c.ok(), "{}", c.line());
+    }
+}
+
+#[test]
+fn a_cancel_after_capture_refunded_in_full_passes_and_a_partial_one_keeps_money() {
+    let s = with_paid_order("CANCELLED", Some("customer_cancelled"), &[300]);
+    money_and_notes_pass(&s);
+    let s = with_paid_order("CANCELLED", Some("customer_cancelled"), &[100, 200]);
+    money_and_notes_pass(&s);
+    let s = with_paid_order("CANCELLED", Some("customer_cancelled"), &[200]);
+    fails_with(
+        money_settled,
+        &s,
+        "is CANCELLED but keeps 100 (300 captured, 200 refunded)",
+    );
+    let s = with_paid_order("CANCELLED", Some("customer_cancelled"), &[]);
+    fails_with(money_settled, &s, "is CANCELLED but keeps 300");
+}
+
+#[test]
+fn refunds_above_the_capture_are_reported_on_the_ledger_and_the_gateway() {
+    let s = with_paid_order("DELIVERED", None, &[200, 101]);
+    let c = money_settled(&s);
+    for source in ["ledger", "gateway"] {
+        let want = format!(
+            "{source}: order {} was refunded 301, more than the 300 captured",
+            oid(PAID)
+        );
+        assert!(c.violations.contains(&want), "{want} in {}", c.line());
+    }
+}
+
+#[test]
+fn shipped_and_delivered_orders_need_one_capture_of_their_total_less_refunds() {
+    money_and_notes_pass(&with_paid_order("SHIPPED", None, &[]));
+    money_and_notes_pass(&with_paid_order("DELIVERED", None, &[120]));
+    money_and_notes_pass(&with_paid_order("CONFIRMED", None, &[300]));
+    let mut s = with_paid_order("SHIPPED", None, &[]);
+    s.payments
+        .ledger
+        .retain(|r| r.idempotency_key != "capture:p2");
+    fails_with(money_settled, &s, "is SHIPPED but was never captured");
+    let mut s = with_paid_order("DELIVERED", None, &[]);
+    s.payments
+        .ledger
+        .retain(|r| r.idempotency_key != "capture:p2");
+    s.payments.payments.last_mut().expect("paid").status = "authorized".into();
+    fails_with(
+        money_settled,
+        &s,
+        "is DELIVERED but its payment is authorized",
+    );
+    fails_with(money_settled, &s, "authorization left open");
+}
+
+#[test]
+fn a_refund_the_gateway_knows_under_another_id_or_without_one_is_reported() {
+    let mut s = with_paid_order("DELIVERED", None, &[50]);
+    let row = s
+        .payments
+        .ledger
+        .iter_mut()
+        .find(|r| r.kind == "refund")
+        .expect("refund row");
+    row.gateway_refund_id = Some("re_other".into());
+    fails_with(
+        ledger_reconciled,
+        &s,
+        "ledger names refund Some(\"re_other\")",
+    );
+    let mut s = with_paid_order("DELIVERED", None, &[50]);
+    s.payments.gateway = None;
+    for r in s.payments.ledger.iter_mut().filter(|r| r.kind == "refund") {
+        r.gateway_refund_id = None;
+    }
+    fails_with(ledger_reconciled, &s, "has no gateway refund id");
+}
+
+#[test]
+fn every_shipment_delivery_and_refund_has_its_one_notification() {
+    let drop_kind = |status: &str, kind: &str| {
+        let mut s = with_paid_order(status, None, &[40]);
+        let n = s
+            .notifications
+            .notifications
+            .iter()
+            .position(|n| n.kind == kind)
+            .expect("note");
+        let removed = s.notifications.notifications.remove(n);
+        s.notifications
+            .sent_events
+            .retain(|id| *id != removed.notification_id.to_string());
+        s
+    };
+    fails_with(
+        notifications_delivered,
+        &drop_kind("SHIPPED", "order_shipped"),
+        "(SHIPPED) has 0 order_shipped notifications",
+    );
+    fails_with(
+        notifications_delivered,
+        &drop_kind("DELIVERED", "order_delivered"),
+        "(DELIVERED) has 0 order_delivered notifications",
+    );
+    fails_with(
+        notifications_delivered,
+        &drop_kind("DELIVERED", "order_refunded"),
+        "was refunded [\"r1\"] but notified of refunds []",
+    );
+    // A refund notified twice, and a shipment notified for a merely confirmed order.
+    let mut s = with_paid_order("CONFIRMED", None, &[40]);
+    let mut twice = note(300, PAID, "order_refunded");
+    twice.ref_id = "r1".into();
+    s.notifications
+        .sent_events
+        .push(twice.notification_id.to_string());
+    s.notifications.notifications.push(twice);
+    fails_with(
+        notifications_delivered,
+        &s,
+        "but notified of refunds [\"r1\", \"r1\"]",
+    );
+    let mut s = with_paid_order("CONFIRMED", None, &[]);
+    let shipped = note(301, PAID, "order_shipped");
+    s.notifications
+        .sent_events
+        .push(shipped.notification_id.to_string());
+    s.notifications.notifications.push(shipped);
+    fails_with(
+        notifications_delivered,
+        &s,
+        "is CONFIRMED but was notified order_shipped",
+    );
+}
+
+#[test]
+fn a_customers_cancel_of_a_confirmed_order_was_confirmed_first_and_a_pending_one_not() {
+    money_and_notes_pass(&with_paid_order(
+        "CANCELLED",
+        Some("customer_cancelled"),
+        &[300],
+    ));
+    // The confirmed order's confirmation notification is missing.
+    let mut s = with_paid_order("CANCELLED", Some("customer_cancelled"), &[300]);
+    s.notifications
+        .notifications
+        .retain(|n| !(n.order_id == oid(PAID).to_string() && n.kind == "order_confirmed"));
+    fails_with(
+        notifications_delivered,
+        &s,
+        "(CANCELLED) has 0 order_confirmed notifications",
+    );
+    // A customer's cancel that overtook the capture: the payment was voided, the order had
+    // been confirmed and notified so; once is right, twice is not.
+    let mut s = with_paid_order("CANCELLED", Some("customer_cancelled"), &[]);
+    s.payments
+        .ledger
+        .retain(|r| r.order_id != oid(PAID).to_string());
+    s.payments.gateway = None;
+    money_and_notes_pass(&s);
+    let twice = note(303, PAID, "order_confirmed");
+    s.notifications
+        .sent_events
+        .push(twice.notification_id.to_string());
+    s.notifications.notifications.push(twice);
+    fails_with(
+        notifications_delivered,
+        &s,
+        "is CANCELLED but was notified order_confirmed",
+    );
+    // An order cancelled before any capture was never confirmed (the clean snapshot's
+    // cancelled orders): a confirmation for it is wrong.
+    let mut s = clean();
+    let wrong = note(302, NO_STOCK, "order_confirmed");
+    s.notifications
+        .sent_events
+        .push(wrong.notification_id.to_string());
+    s.notifications.notifications.push(wrong);
+    fails_with(
+        notifications_delivered,
+        &s,
+        "is CANCELLED but was notified order_confirmed",
+    );
+}
+
+#[test]
+fn a_payment_whose_refunded_figure_disagrees_with_the_ledger_is_reported() {
+    // The payment row's figure is what the next refund is measured against: if it lagged the
+    // ledger, a refund could give back more than was captured.
+    let mut s = with_paid_order("DELIVERED", None, &[100]);
+    s.payments.payments.last_mut().expect("paid").refunded_cents = 0;
+    fails_with(
+        money_settled,
+        &s,
+        "its payment says 0 refunded, the ledger 100",
+    );
 }
