@@ -74,13 +74,16 @@ async fn a_refund_delivered_three_times_is_paid_once_notified_once_and_verify_pa
 
     // The same envelope twice (a redelivery) and the same refund re-published under a new
     // event id, then a refund of more than is left.
-    let first = refund(&order_id, "r-1", 500);
-    publish(&app, &[first.clone(), first, refund(&order_id, "r-1", 500)]).await;
+    // Refund ids are UUIDs, as order-admin mints them (the order service records the
+    // outcome of each).
+    let (r1, r2) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let first = refund(&order_id, &r1, 500);
+    publish(&app, &[first.clone(), first, refund(&order_id, &r1, 500)]).await;
     assert_eq!(
         refund_rows(&app, &order_id, 1).await,
         vec![("succeeded".into(), 500)]
     );
-    publish(&app, &[refund(&order_id, "r-2", 1501)]).await;
+    publish(&app, &[refund(&order_id, &r2, 1501)]).await;
     app.quiet().await;
     assert_eq!(
         refund_rows(&app, &order_id, 1).await,
@@ -97,7 +100,7 @@ async fn a_refund_delivered_three_times_is_paid_once_notified_once_and_verify_pa
     .expect("gateway");
     assert_eq!(
         calls,
-        vec![("refund:r-1".to_string(), 1)],
+        vec![(format!("refund:{r1}"), 1)],
         "one gateway call"
     );
     let notes: i64 = sqlx::query_scalar(

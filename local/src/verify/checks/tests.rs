@@ -643,6 +643,7 @@ fn an_admin_refund_left_requested_or_refunds_above_the_total_are_reported() {
     let mut s = clean();
     s.orders[0].refunds = vec![refund_row(1, "cancel", 10, "pending")];
     fails_with(fulfilment_recorded, &s, "(cancel) is pending");
+}
 
 // Refunds and the order's life after the decision (DESIGN.md section 9).
 
