@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub const RESERVE: &str = "inventory-reserve";
 pub const RELEASE: &str = "inventory-release";
 pub const PRODUCTS: &str = "inventory-products";
+pub const ADMIN: &str = "inventory-admin";
 
 pub fn reserve(ctx: &shared::context::Context) -> Arc<dyn Function> {
     Arc::new(RmqFunction(ctx.batch_runner(Reserve {
@@ -40,6 +41,15 @@ pub fn products(ctx: &shared::context::Context) -> Arc<dyn Function> {
     }))
 }
 
+/// `inventory-admin` (HTTP `/admin/products...`): the catalog back office.
+pub fn admin(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    let api = Arc::new(crate::admin::AdminApi::new(ctx));
+    Arc::new(HttpFunction(move |req| {
+        let api = api.clone();
+        async move { api.handle(req).await }
+    }))
+}
+
 /// The newest figure of every product touched by the batch, written in one pipeline.
 /// Current figures of the products an order's reservation touches: what a crash before
 /// `after_commit` would have left unwritten in the cache.
@@ -58,7 +68,11 @@ async fn figures_of_order(
     Ok(PgStock::figures(pool, &ids)
         .await?
         .into_iter()
-        .map(|(product_id, figure)| StockChange { product_id, figure })
+        .map(|(product_id, figure)| StockChange {
+            product_id,
+            figure,
+            fell_to_low: None,
+        })
         .collect())
 }
 
@@ -74,7 +88,23 @@ async fn refresh_cache(cache: &RedisStockCache, effects: Vec<StockChange>) {
     cache.refresh(&figures).await;
 }
 
-fn with_changes(events: Vec<Envelope>, changes: Vec<StockChange>) -> Applied<StockChange> {
+/// The events and cache effects of a change of stock, with a `stock.low` for each product
+/// the change made fall to its threshold.
+fn with_changes(
+    mut events: Vec<Envelope>,
+    changes: Vec<StockChange>,
+    cause: Option<&Envelope>,
+) -> Applied<StockChange> {
+    for c in &changes {
+        if let Some(threshold) = c.fell_to_low {
+            events.push(crate::backoffice::stock_low(
+                &c.product_id,
+                c.figure.available,
+                threshold,
+                cause,
+            ));
+        }
+    }
     Applied {
         events,
         effects: changes,
@@ -148,6 +178,7 @@ impl MessageHandler for Reserve {
                     Ok(with_changes(
                         vec![Envelope::new(payload, Some(env))],
                         changes,
+                        Some(env),
                     ))
                 }
                 Err(shortage) => {
@@ -241,7 +272,9 @@ impl MessageHandler for Reserve {
             decided = decided.len(),
             "chunk of reservations applied"
         );
-        Ok(with_changes(events_out, changes))
+        // A product's units may come from several orders of the chunk: its alert is the
+        // chunk's, caused by no single one of them.
+        Ok(with_changes(events_out, changes, None))
     }
 
     async fn after_commit(&self, effects: Vec<StockChange>) {
@@ -308,6 +341,7 @@ impl MessageHandler for Release {
                 Ok(with_changes(
                     vec![Envelope::new(payload, Some(env))],
                     changes,
+                    Some(env),
                 ))
             }
         }

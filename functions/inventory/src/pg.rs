@@ -16,6 +16,33 @@ use std::collections::{BTreeMap, HashMap};
 pub struct StockChange {
     pub product_id: String,
     pub figure: StockFigure,
+    /// The product's low stock threshold, when this change made `available` fall to it
+    /// (`crate::product::fell_to_low`): the handler then publishes `stock.low`.
+    pub fell_to_low: Option<i64>,
+}
+
+impl StockChange {
+    fn new(product_id: String, version: i64, available: i32) -> Self {
+        StockChange {
+            product_id,
+            figure: StockFigure {
+                version,
+                available: i64::from(available),
+            },
+            fell_to_low: None,
+        }
+    }
+
+    /// A change that took `taken` units from the product, alerting if it fell to `threshold`.
+    fn taken(product_id: String, version: i64, available: i32, taken: i32, threshold: i32) -> Self {
+        let after = i64::from(available);
+        let threshold = i64::from(threshold);
+        let fell = crate::product::fell_to_low(after + i64::from(taken), after, threshold);
+        StockChange {
+            fell_to_low: fell.then_some(threshold),
+            ..Self::new(product_id, version, available)
+        }
+    }
 }
 
 /// Why a reservation could not take all its lines.
@@ -92,24 +119,25 @@ impl PgStock {
         sqlx::query("SAVEPOINT reserve").execute(&mut *conn).await?;
         let mut changes = Vec::with_capacity(lines.len());
         for line in lines {
-            let row: Option<(i32, i64)> = sqlx::query_as(
+            let row: Option<(i32, i64, i32)> = sqlx::query_as(
                 "UPDATE inventory.products
-                 SET available = available - $2, version = version + 1, updated_at = now()
+                 SET available = available - $2, reserved = reserved + $2,
+                     version = version + 1, updated_at = now()
                  WHERE product_id = $1 AND available >= $2
-                 RETURNING available, version",
+                 RETURNING available, version, low_stock_threshold",
             )
             .bind(&line.product_id)
             .bind(line.quantity)
             .fetch_optional(&mut *conn)
             .await?;
             match row {
-                Some((available, version)) => changes.push(StockChange {
-                    product_id: line.product_id.clone(),
-                    figure: StockFigure {
-                        version,
-                        available: i64::from(available),
-                    },
-                }),
+                Some((available, version, threshold)) => changes.push(StockChange::taken(
+                    line.product_id.clone(),
+                    version,
+                    available,
+                    line.quantity,
+                    threshold,
+                )),
                 None => {
                     sqlx::query("ROLLBACK TO SAVEPOINT reserve")
                         .execute(&mut *conn)
@@ -183,7 +211,8 @@ impl PgStock {
         for line in lines {
             let row: Option<(i32, i64)> = sqlx::query_as(
                 "UPDATE inventory.products
-                 SET available = available + $2, version = version + 1, updated_at = now()
+                 SET available = available + $2, reserved = reserved - $2,
+                     version = version + 1, updated_at = now()
                  WHERE product_id = $1
                  RETURNING available, version",
             )
@@ -192,13 +221,11 @@ impl PgStock {
             .fetch_optional(&mut *conn)
             .await?;
             match row {
-                Some((available, version)) => changes.push(StockChange {
-                    product_id: line.product_id.clone(),
-                    figure: StockFigure {
-                        version,
-                        available: i64::from(available),
-                    },
-                }),
+                Some((available, version)) => changes.push(StockChange::new(
+                    line.product_id.clone(),
+                    version,
+                    available,
+                )),
                 None => {
                     tracing::warn!(product_id = %line.product_id, "released a line of a product that no longer exists")
                 }
@@ -275,27 +302,23 @@ impl PgStock {
         let mut changes = Vec::with_capacity(taken.len());
         if !taken.is_empty() {
             let (ids, qty): (Vec<&str>, Vec<i32>) = taken.into_iter().unzip();
-            let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            let rows: Vec<(String, i32, i64, i32, i32)> = sqlx::query_as(
                 "UPDATE inventory.products AS p
-                 SET available = p.available - t.qty, version = p.version + 1, updated_at = now()
+                 SET available = p.available - t.qty, reserved = p.reserved + t.qty,
+                     version = p.version + 1, updated_at = now()
                  FROM UNNEST($1::text[], $2::int[]) AS t(id, qty)
                  WHERE p.product_id = t.id
-                 RETURNING p.product_id, p.available, p.version",
+                 RETURNING p.product_id, p.available, p.version, t.qty, p.low_stock_threshold",
             )
             .bind(&ids)
             .bind(&qty)
             .fetch_all(&mut *conn)
             .await?;
-            changes.extend(
-                rows.into_iter()
-                    .map(|(product_id, available, version)| StockChange {
-                        product_id,
-                        figure: StockFigure {
-                            version,
-                            available: i64::from(available),
-                        },
-                    }),
-            );
+            changes.extend(rows.into_iter().map(
+                |(product_id, available, version, taken, threshold)| {
+                    StockChange::taken(product_id, version, available, taken, threshold)
+                },
+            ));
             sqlx::query(
                 "INSERT INTO inventory.stock_movements (product_id, kind, order_id, delta)
                  SELECT p, 'reserve', o, d FROM UNNEST($1::text[], $2::text[], $3::int[]) AS m(o, p, d)",
