@@ -155,9 +155,9 @@ pub async fn create(
             out,
         )
         .await?;
-        return Ok(get(conn, &new.product_id)
+        return get(conn, &new.product_id)
             .await?
-            .ok_or_else(|| CatalogError::NotFound(new.product_id.clone()))?);
+            .ok_or_else(|| CatalogError::NotFound(new.product_id.clone()));
     }
     Ok(product)
 }
