@@ -544,7 +544,7 @@ fn every_http_function_has_reserved_concurrency_and_no_queue_function_does() {
         );
         assert_eq!(untag(&branches[2]).as_str(), Some("AWS::NoValue"), "{id}");
     }
-    assert_eq!(http, 6, "six HTTP functions");
+    assert_eq!(http, 7, "seven HTTP functions");
     assert_eq!(
         tag(&doc["Conditions"]["ReserveHttpConcurrency"]).as_deref(),
         Some("!Not"),
