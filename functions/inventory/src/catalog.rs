@@ -165,6 +165,8 @@ pub struct ProductFigure {
     pub product_id: String,
     pub available: i64,
     pub version: i64,
+    /// What live orders hold (reserved, not shipped), as the products row keeps it.
+    pub reserved: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +176,8 @@ pub struct MovementRow {
     pub kind: String,
     pub order_id: Option<String>,
     pub delta: i64,
+    /// Units that left with a carrier (`ship` movements; 0 for the others).
+    pub quantity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,13 +189,13 @@ pub struct ReservationRow {
 }
 
 pub async fn audit(conn: &mut sqlx::PgConnection) -> sqlx::Result<StockAudit> {
-    let products: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT product_id, available, version FROM inventory.products ORDER BY product_id",
+    let products: Vec<(String, i32, i64, i32)> = sqlx::query_as(
+        "SELECT product_id, available, version, reserved FROM inventory.products ORDER BY product_id",
     )
     .fetch_all(&mut *conn)
     .await?;
-    let movements: Vec<(i64, String, String, Option<String>, i32)> = sqlx::query_as(
-        "SELECT movement_id, product_id, kind, order_id, delta
+    let movements: Vec<(i64, String, String, Option<String>, i32, i32)> = sqlx::query_as(
+        "SELECT movement_id, product_id, kind, order_id, delta, quantity
          FROM inventory.stock_movements ORDER BY movement_id",
     )
     .fetch_all(&mut *conn)
@@ -205,21 +209,23 @@ pub async fn audit(conn: &mut sqlx::PgConnection) -> sqlx::Result<StockAudit> {
     Ok(StockAudit {
         products: products
             .into_iter()
-            .map(|(product_id, available, version)| ProductFigure {
+            .map(|(product_id, available, version, reserved)| ProductFigure {
                 product_id,
                 available: i64::from(available),
                 version,
+                reserved: i64::from(reserved),
             })
             .collect(),
         movements: movements
             .into_iter()
             .map(
-                |(movement_id, product_id, kind, order_id, delta)| MovementRow {
+                |(movement_id, product_id, kind, order_id, delta, quantity)| MovementRow {
                     movement_id,
                     product_id,
                     kind,
                     order_id,
                     delta: i64::from(delta),
+                    quantity: i64::from(quantity),
                 },
             )
             .collect(),
