@@ -27,9 +27,13 @@ pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow:
         p.validate()
             .map_err(|reason| anyhow::anyhow!("invalid product: {reason}"))?;
     }
+    // Product rows are locked in id order, as every other writer locks them, so a seed
+    // running beside a chunk of reservations cannot deadlock with it.
+    let mut ordered: Vec<&ProductSeed> = products.iter().collect();
+    ordered.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     let mut tx = ctx.pool.begin().await?;
     let mut written = Written::default();
-    for p in products {
+    for p in ordered {
         seed_one(&mut tx, p, &mut written)
             .await
             .map_err(|e| anyhow::anyhow!("seeding {}: {e}", p.product_id))?;
