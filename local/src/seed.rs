@@ -23,7 +23,10 @@ pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Vec<ProductSeed>> 
     }
 }
 
-/// Seeds inventory (which publishes `product.updated`), then, when `wait` is given, waits
+/// Seeds inventory through the back office's own writes (`inventory::upsert_products`: a
+/// product is created or patched, then its stock set by an adjustment with a deterministic
+/// id), so it publishes what `POST /admin/products` and a stock adjustment do
+/// (`product.updated`, `stock.adjusted`, `stock.low`). Then, when `wait` is given, waits
 /// until the order service's price list has caught up through the broker.
 pub async fn seed(
     ctx: &Context,

@@ -135,6 +135,31 @@ fn samples() -> Vec<(&'static str, Value)> {
         }),
         Some(&paid),
     );
+    let shipped = Envelope::new(
+        Payload::OrderShipped(OrderShipped {
+            order_id: ORDER_ID.into(),
+            user_id: USER_ID.into(),
+            customer_email: "alice@example.com".into(),
+            carrier: "DHL".into(),
+            tracking_number: "JD014600006281230001".into(),
+            items: vec![line("sku-coffee", 2, 2490), line("sku-mug", 1, 1200)],
+        }),
+        Some(&confirmed),
+    );
+    let refund_requested = Envelope::new(
+        Payload::RefundRequested(RefundRequested {
+            order_id: ORDER_ID.into(),
+            refund_id: "0193a5b0-2222-7000-8000-000000000001".into(),
+            amount_cents: 1200,
+            currency: "EUR".into(),
+            items: vec![line("sku-mug", 1, 1200)],
+            restock: true,
+            reason: "arrived broken".into(),
+            user_id: USER_ID.into(),
+            customer_email: "alice@example.com".into(),
+        }),
+        Some(&shipped),
+    );
     let cancelled = Envelope::new(
         Payload::OrderCancelled(OrderCancelled {
             order_id: CANCELLED_ORDER_ID.into(),
@@ -242,6 +267,27 @@ fn samples() -> Vec<(&'static str, Value)> {
         (
             "inventory/inventory-products.json",
             http("GET", "/products", "/products", Value::Null, None, false),
+        ),
+        (
+            "inventory/inventory-admin.json",
+            http(
+                "POST",
+                "/admin/products",
+                "/admin/products",
+                Value::Null,
+                Some(
+                    json!({"product_id": "sku-teapot", "name": "Teapot", "price_cents": 3490, "currency": "EUR", "stock": 20, "low_stock_threshold": 5}),
+                ),
+                true,
+            ),
+        ),
+        (
+            "inventory/inventory-release-shipped.json",
+            rmq("inventory-release", &[(shipped.clone(), j)]),
+        ),
+        (
+            "inventory/inventory-release-refund.json",
+            rmq("inventory-release", &[(refund_requested, j)]),
         ),
         (
             "inventory/inventory-products-stock.json",
@@ -419,6 +465,7 @@ const EXPECTED_ERRORS: &[(&str, u16)] = &[
     ("order/order-get-history.json", 401),
     ("order/order-cancel.json", 401),
     ("order/order-admin.json", 401),
+    ("inventory/inventory-admin.json", 401),
 ];
 
 /// The order the samples are fed in, each seeing what the ones before it left, as in the
@@ -432,6 +479,7 @@ const STORY: &[&str] = &[
     "identity/identity-logout.json",
     "inventory/inventory-products.json",
     "inventory/inventory-products-stock.json",
+    "inventory/inventory-admin.json",
     "order/order-create.json",
     "order/order-get.json",
     "order/order-get-history.json",
@@ -452,6 +500,9 @@ const STORY: &[&str] = &[
     "order/order-timeline.json",
     "payment/payment-settle-cancelled.json",
     "inventory/inventory-release.json",
+    // The confirmed order ships, then a refund puts its mug back on sale.
+    "inventory/inventory-release-shipped.json",
+    "inventory/inventory-release-refund.json",
     "order/order-expire.json",
 ];
 

@@ -76,7 +76,10 @@ async fn a_refund_delivered_three_times_is_paid_once_notified_once_and_verify_pa
     // event id, then a refund of more than is left.
     // Refund ids are UUIDs, as order-admin mints them (the order service records the
     // outcome of each).
-    let (r1, r2) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let (r1, r2) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
     let first = refund(&order_id, &r1, 500);
     publish(&app, &[first.clone(), first, refund(&order_id, &r1, 500)]).await;
     assert_eq!(
@@ -98,11 +101,7 @@ async fn a_refund_delivered_three_times_is_paid_once_notified_once_and_verify_pa
     .fetch_all(&app.stack.ctx.pool)
     .await
     .expect("gateway");
-    assert_eq!(
-        calls,
-        vec![(format!("refund:{r1}"), 1)],
-        "one gateway call"
-    );
+    assert_eq!(calls, vec![(format!("refund:{r1}"), 1)], "one gateway call");
     let notes: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM notifications.notifications
          WHERE order_id = $1 AND kind = 'order_refunded'",

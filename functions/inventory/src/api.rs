@@ -1,4 +1,4 @@
-//! `inventory-products`: the catalog and stock over HTTP. Availability always comes through
+//! `inventory-products`: the catalog (paginated by an opaque cursor) and stock over HTTP. Availability always comes through
 //! the Redis stock cache (read-through from Postgres on a miss); when Redis is down the
 //! figures come straight from Postgres. `x-stock-source` says which.
 
@@ -6,7 +6,7 @@ use crate::domain::{self, StockFigure};
 use crate::pg::PgStock;
 use crate::stock_cache::RedisStockCache;
 use serde::Serialize;
-use shared::http::{ApiError, Request, Response, json_response, path_param};
+use shared::http::{ApiError, Request, Response, json_response, path_param, query_param};
 use sqlx::PgPool;
 use std::collections::HashMap;
 
@@ -37,7 +37,14 @@ struct ProductView {
     price_cents: i64,
     currency: String,
     available: i64,
+    discontinued: bool,
+    /// The catalog version (the admin routes' ETag).
+    version: i64,
 }
+
+/// A row of `GET /products`: id, name, price, currency, stock version, available,
+/// discontinued, catalog version.
+type ListRow = (String, String, i64, String, i64, i32, bool, i64);
 
 #[derive(Serialize)]
 struct StockView {
@@ -62,7 +69,17 @@ impl ProductsApi {
             .or(req.request_context.route_key.as_deref())
             .unwrap_or("");
         match route {
-            "GET /products" => self.list().await,
+            "GET /products" => {
+                let limit = crate::product::page_limit(query_param(&req, "limit"))
+                    .map_err(ApiError::bad_request)?;
+                let after = match query_param(&req, "cursor") {
+                    None => None,
+                    Some(raw) => Some(crate::product::parse_cursor(raw).ok_or_else(|| {
+                        ApiError::bad_request("cursor is not one this API gave out")
+                    })?),
+                };
+                self.list(limit, after.as_deref()).await
+            }
             "GET /products/{id}/stock" => {
                 let id = path_param(&req, "id")
                     .ok_or_else(|| ApiError::bad_request("missing product id"))?;
@@ -85,13 +102,25 @@ impl ProductsApi {
         }
     }
 
-    async fn list(&self) -> Result<Response, ApiError> {
-        let rows: Vec<(String, String, i64, String, i64, i32)> = sqlx::query_as(
-            "SELECT product_id, name, price_cents, currency, version, available
-             FROM inventory.products ORDER BY product_id",
+    /// One page in product id order, after the cursor's product (keyset pagination: a
+    /// product inserted during a walk is seen once if it sorts after the cursor, else not
+    /// at all, and none is skipped or repeated).
+    async fn list(&self, limit: i64, after: Option<&str>) -> Result<Response, ApiError> {
+        let mut rows: Vec<ListRow> = sqlx::query_as(
+            "SELECT product_id, name, price_cents, currency, version, available, discontinued,
+                    catalog_version
+             FROM inventory.products WHERE $1::text IS NULL OR product_id > $1
+             ORDER BY product_id LIMIT $2",
         )
+        .bind(after)
+        .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let next_cursor = more
+            .then(|| rows.last().map(|r| crate::product::cursor_after(&r.0)))
+            .flatten();
         let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let from_db: HashMap<String, StockFigure> = rows
             .iter()
@@ -109,19 +138,26 @@ impl ProductsApi {
         let products: Vec<ProductView> = rows
             .into_iter()
             .map(
-                |(product_id, name, price_cents, currency, _, available)| ProductView {
-                    available: figures
-                        .get(&product_id)
-                        .map_or(i64::from(available), |f| f.available),
-                    product_id,
-                    name,
-                    price_cents,
-                    currency,
+                |(product_id, name, price_cents, currency, _, available, discontinued, version)| {
+                    ProductView {
+                        available: figures
+                            .get(&product_id)
+                            .map_or(i64::from(available), |f| f.available),
+                        product_id,
+                        name,
+                        price_cents,
+                        currency,
+                        discontinued,
+                        version,
+                    }
                 },
             )
             .collect();
         Ok(with_source(
-            json_response(200, &serde_json::json!({ "products": products })),
+            json_response(
+                200,
+                &serde_json::json!({ "products": products, "next_cursor": next_cursor }),
+            ),
             source,
         ))
     }

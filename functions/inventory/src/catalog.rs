@@ -1,11 +1,10 @@
 //! Catalog seeding and the read-outs the local runner's `seed` and `verify` use.
 
+use crate::backoffice::{self, CatalogError, Written};
 use crate::domain::{ProductSeed, StockFigure};
-use crate::pg::Movement;
+use crate::product::{Adjustment, IfMatch, NewProduct, ProductPatch};
 use crate::stock_cache::RedisStockCache;
-use shared::Envelope;
 use shared::context::Context;
-use shared::contracts::{Payload, ProductUpdated};
 use sqlx::PgPool;
 
 /// A product's stock as `verify` checks it (initial = available + confirmed quantities).
@@ -16,81 +15,76 @@ pub struct StockLevel {
     pub available: i64,
 }
 
-/// Upserts the products and sets their stock (`available = stock`) in one transaction with a `product.updated` event each, publishes those after the commit, then
-/// refreshes the products' cache entries.
+/// Creates or updates the products and sets their stock (`available = stock`) through the
+/// back office's own writes (`crate::backoffice`), in one transaction: a new product is
+/// created with its stock as the initial adjustment; a known one is patched (name, price,
+/// currency), then brought to `stock` by an adjustment whose id is deterministic
+/// (`Adjustment::seed`). So a seeded product publishes what an admin-made one does
+/// (`product.updated`, `stock.adjusted`, `stock.low`), and every change of stock is in the
+/// ledger. The events are published after the commit, then the cache entries refreshed.
 pub async fn upsert_products(ctx: &Context, products: &[ProductSeed]) -> anyhow::Result<()> {
     for p in products {
         p.validate()
             .map_err(|reason| anyhow::anyhow!("invalid product: {reason}"))?;
     }
+    // Product rows are locked in id order, as every other writer locks them, so a seed
+    // running beside a chunk of reservations cannot deadlock with it.
+    let mut ordered: Vec<&ProductSeed> = products.iter().collect();
+    ordered.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     let mut tx = ctx.pool.begin().await?;
-    let mut events = Vec::with_capacity(products.len());
-    let mut figures = Vec::with_capacity(products.len());
-    for p in products {
-        // Locked first so the restock recorded below is exactly the difference this seed
-        // makes, whatever reservations commit around it.
-        let before: Option<i32> = sqlx::query_scalar(
-            "SELECT available FROM inventory.products WHERE product_id = $1 FOR UPDATE",
-        )
-        .bind(&p.product_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (version, available): (i64, i32) = sqlx::query_as(
-            // `initial` counts what is on the shelf plus what orders already hold, so that
-            // re-seeding a running system keeps `initial = available + held`.
-            "INSERT INTO inventory.products (product_id, name, price_cents, currency, initial, available, version, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5, 1, now())
-             ON CONFLICT (product_id) DO UPDATE SET
-                 name = excluded.name, price_cents = excluded.price_cents, currency = excluded.currency,
-                 initial = excluded.available + COALESCE((
-                     SELECT sum(line.quantity) FROM inventory.reservations r,
-                            jsonb_to_recordset(r.items) AS line(product_id text, quantity int)
-                     WHERE r.status = 'reserved' AND line.product_id = excluded.product_id), 0),
-                 available = excluded.available,
-                 version = inventory.products.version + 1, updated_at = now()
-             RETURNING version, available",
-        )
-        .bind(&p.product_id)
-        .bind(&p.name)
-        .bind(p.price_cents)
-        .bind(&p.currency)
-        .bind(p.stock)
-        .fetch_one(&mut *tx)
-        .await?;
-        let delta = available - before.unwrap_or(0);
-        if delta != 0 {
-            sqlx::query(
-                "INSERT INTO inventory.stock_movements (product_id, kind, delta) VALUES ($1, $2, $3)",
-            )
-            .bind(&p.product_id)
-            .bind(Movement::Restock.as_str())
-            .bind(delta)
-            .execute(&mut *tx)
-            .await?;
-        }
-        events.push(Envelope::new(
-            Payload::ProductUpdated(ProductUpdated {
-                product_id: p.product_id.clone(),
-                name: p.name.clone(),
-                price_cents: p.price_cents,
-                currency: p.currency.clone(),
-                version: u64::try_from(version).unwrap_or(0),
-                ..Default::default()
-            }),
-            None,
-        ));
-        figures.push((
-            p.product_id.clone(),
-            StockFigure {
-                version,
-                available: i64::from(available),
-            },
-        ));
+    let mut written = Written::default();
+    for p in ordered {
+        seed_one(&mut tx, p, &mut written)
+            .await
+            .map_err(|e| anyhow::anyhow!("seeding {}: {e}", p.product_id))?;
     }
-    shared::db::outbox_insert(&mut tx, crate::SCHEMA, &events).await?;
+    shared::db::outbox_insert(&mut tx, crate::SCHEMA, &written.events).await?;
     tx.commit().await?;
-    ctx.publish_committed(crate::SCHEMA, &events).await;
-    RedisStockCache::from_context(ctx).refresh(&figures).await;
+    ctx.publish_committed(crate::SCHEMA, &written.events).await;
+    RedisStockCache::from_context(ctx)
+        .refresh(&written.figures)
+        .await;
+    Ok(())
+}
+
+async fn seed_one(
+    conn: &mut sqlx::PgConnection,
+    p: &ProductSeed,
+    written: &mut Written,
+) -> Result<(), CatalogError> {
+    if backoffice::get(conn, &p.product_id).await?.is_none() {
+        let new = NewProduct {
+            product_id: p.product_id.clone(),
+            name: p.name.clone(),
+            price_cents: p.price_cents,
+            currency: p.currency.clone(),
+            stock: p.stock,
+            low_stock_threshold: 0,
+        };
+        match backoffice::create(conn, &new, written).await {
+            // Created by someone else since the read: patch it like any known product.
+            Err(CatalogError::Exists(_)) => {}
+            other => return other.map(|_| ()),
+        }
+    }
+    let patch = ProductPatch {
+        name: Some(p.name.clone()),
+        price_cents: Some(p.price_cents),
+        currency: Some(p.currency.clone()),
+        ..Default::default()
+    };
+    backoffice::update(conn, &p.product_id, &IfMatch::Any, &patch, written).await?;
+    // The row is locked by the update: nothing moves the stock between this read and the
+    // adjustment.
+    let (version, available): (i64, i32) =
+        sqlx::query_as("SELECT version, available FROM inventory.products WHERE product_id = $1")
+            .bind(&p.product_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if available != p.stock {
+        let adj = Adjustment::seed(&p.product_id, version, available, p.stock);
+        backoffice::adjust(conn, &p.product_id, &adj, written).await?;
+    }
     Ok(())
 }
 
@@ -175,6 +169,8 @@ pub struct ProductFigure {
     pub product_id: String,
     pub available: i64,
     pub version: i64,
+    /// What live orders hold (reserved, not shipped), as the products row keeps it.
+    pub reserved: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +180,8 @@ pub struct MovementRow {
     pub kind: String,
     pub order_id: Option<String>,
     pub delta: i64,
+    /// Units that left with a carrier (`ship` movements; 0 for the others).
+    pub quantity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,13 +193,13 @@ pub struct ReservationRow {
 }
 
 pub async fn audit(conn: &mut sqlx::PgConnection) -> sqlx::Result<StockAudit> {
-    let products: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT product_id, available, version FROM inventory.products ORDER BY product_id",
+    let products: Vec<(String, i32, i64, i32)> = sqlx::query_as(
+        "SELECT product_id, available, version, reserved FROM inventory.products ORDER BY product_id",
     )
     .fetch_all(&mut *conn)
     .await?;
-    let movements: Vec<(i64, String, String, Option<String>, i32)> = sqlx::query_as(
-        "SELECT movement_id, product_id, kind, order_id, delta
+    let movements: Vec<(i64, String, String, Option<String>, i32, i32)> = sqlx::query_as(
+        "SELECT movement_id, product_id, kind, order_id, delta, quantity
          FROM inventory.stock_movements ORDER BY movement_id",
     )
     .fetch_all(&mut *conn)
@@ -215,21 +213,23 @@ pub async fn audit(conn: &mut sqlx::PgConnection) -> sqlx::Result<StockAudit> {
     Ok(StockAudit {
         products: products
             .into_iter()
-            .map(|(product_id, available, version)| ProductFigure {
+            .map(|(product_id, available, version, reserved)| ProductFigure {
                 product_id,
                 available: i64::from(available),
                 version,
+                reserved: i64::from(reserved),
             })
             .collect(),
         movements: movements
             .into_iter()
             .map(
-                |(movement_id, product_id, kind, order_id, delta)| MovementRow {
+                |(movement_id, product_id, kind, order_id, delta, quantity)| MovementRow {
                     movement_id,
                     product_id,
                     kind,
                     order_id,
                     delta: i64::from(delta),
+                    quantity: i64::from(quantity),
                 },
             )
             .collect(),

@@ -16,6 +16,8 @@ pub enum ReservationStatus {
     Released,
     /// Tombstone: the order was cancelled before its reservation was attempted.
     Cancelled,
+    /// The order's units left with a carrier; `items` are what was shipped.
+    Shipped,
 }
 
 impl ReservationStatus {
@@ -26,6 +28,7 @@ impl ReservationStatus {
             ReservationStatus::Rejected => "rejected",
             ReservationStatus::Released => "released",
             ReservationStatus::Cancelled => "cancelled",
+            ReservationStatus::Shipped => "shipped",
         }
     }
 
@@ -36,6 +39,7 @@ impl ReservationStatus {
             "rejected" => ReservationStatus::Rejected,
             "released" => ReservationStatus::Released,
             "cancelled" => ReservationStatus::Cancelled,
+            "shipped" => ReservationStatus::Shipped,
             _ => return None,
         })
     }
@@ -62,9 +66,10 @@ pub fn on_order_created(status: ReservationStatus) -> ReserveAction {
     match status {
         ReservationStatus::Pending => ReserveAction::Reserve,
         ReservationStatus::Cancelled => ReserveAction::RefuseCancelled,
-        ReservationStatus::Reserved | ReservationStatus::Rejected | ReservationStatus::Released => {
-            ReserveAction::Nothing
-        }
+        ReservationStatus::Reserved
+        | ReservationStatus::Rejected
+        | ReservationStatus::Released
+        | ReservationStatus::Shipped => ReserveAction::Nothing,
     }
 }
 
@@ -82,10 +87,91 @@ pub fn on_order_cancelled(status: ReservationStatus) -> ReleaseAction {
     match status {
         ReservationStatus::Reserved => ReleaseAction::Release,
         ReservationStatus::Pending => ReleaseAction::Tombstone,
+        // A shipped order is not cancellable (the order service answers 409): its units
+        // come back only through a refund with restock.
         ReservationStatus::Rejected
         | ReservationStatus::Released
-        | ReservationStatus::Cancelled => ReleaseAction::Nothing,
+        | ReservationStatus::Cancelled
+        | ReservationStatus::Shipped => ReleaseAction::Nothing,
     }
+}
+
+/// What `order.shipped` does to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipAction {
+    /// The held units leave: reserved becomes shipped, `available` does not move.
+    Ship,
+    /// Already shipped (a redelivery), or nothing held to ship.
+    Nothing,
+}
+
+pub fn on_order_shipped(status: ReservationStatus) -> ShipAction {
+    match status {
+        ReservationStatus::Reserved => ShipAction::Ship,
+        ReservationStatus::Pending
+        | ReservationStatus::Rejected
+        | ReservationStatus::Released
+        | ReservationStatus::Cancelled
+        | ReservationStatus::Shipped => ShipAction::Nothing,
+    }
+}
+
+/// What `refund.requested` with `restock` does to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestockAction {
+    /// Not shipped yet: the units come out of the order's holding, back on sale.
+    FromHolding,
+    /// Shipped: the units come back from the customer, back on sale.
+    Return,
+    /// Nothing is held or shipped (never reserved, rejected, released): nothing to restock.
+    Nothing,
+}
+
+pub fn on_refund_restock(status: ReservationStatus) -> RestockAction {
+    match status {
+        ReservationStatus::Reserved => RestockAction::FromHolding,
+        ReservationStatus::Shipped => RestockAction::Return,
+        ReservationStatus::Pending
+        | ReservationStatus::Rejected
+        | ReservationStatus::Released
+        | ReservationStatus::Cancelled => RestockAction::Nothing,
+    }
+}
+
+/// The refunded lines that can go back on sale: each capped at what `room` says the order
+/// can give back of that product (held units, or shipped units not returned yet), so a
+/// refund asking for more never creates stock. Lines with nothing left are dropped.
+pub fn restock_lines(requested: &[Line], room: &BTreeMap<String, i32>) -> Vec<Line> {
+    requested
+        .iter()
+        .filter_map(|l| {
+            let quantity = l
+                .quantity
+                .min(room.get(&l.product_id).copied().unwrap_or(0));
+            (quantity > 0).then(|| Line {
+                quantity,
+                ..l.clone()
+            })
+        })
+        .collect()
+}
+
+/// `held` less `taken`, per product, without the lines that reach zero.
+pub fn lines_less(held: &[Line], taken: &[Line]) -> Vec<Line> {
+    held.iter()
+        .filter_map(|l| {
+            let gone: i32 = taken
+                .iter()
+                .filter(|t| t.product_id == l.product_id)
+                .map(|t| t.quantity)
+                .sum();
+            let quantity = l.quantity - gone;
+            (quantity > 0).then(|| Line {
+                quantity,
+                ..l.clone()
+            })
+        })
+        .collect()
 }
 
 /// One product's quantity in a reservation (stored in `reservations.items`).
@@ -289,7 +375,7 @@ mod tests {
     use ReservationStatus::*;
     use shared::contracts::OrderLine;
 
-    const ALL: [ReservationStatus; 5] = [Pending, Reserved, Rejected, Released, Cancelled];
+    const ALL: [ReservationStatus; 6] = [Pending, Reserved, Rejected, Released, Cancelled, Shipped];
 
     fn line(p: &str, q: u32) -> OrderLine {
         OrderLine {
@@ -311,7 +397,7 @@ mod tests {
     fn order_created_reserves_only_pending_refuses_tombstones_and_ignores_the_rest() {
         assert_eq!(on_order_created(Pending), ReserveAction::Reserve);
         assert_eq!(on_order_created(Cancelled), ReserveAction::RefuseCancelled);
-        for s in [Reserved, Rejected, Released] {
+        for s in [Reserved, Rejected, Released, Shipped] {
             assert_eq!(on_order_created(s), ReserveAction::Nothing, "{s}");
         }
     }
@@ -320,9 +406,33 @@ mod tests {
     fn order_cancelled_releases_reserved_tombstones_pending_and_ignores_the_rest() {
         assert_eq!(on_order_cancelled(Reserved), ReleaseAction::Release);
         assert_eq!(on_order_cancelled(Pending), ReleaseAction::Tombstone);
-        for s in [Rejected, Released, Cancelled] {
+        for s in [Rejected, Released, Cancelled, Shipped] {
             assert_eq!(on_order_cancelled(s), ReleaseAction::Nothing, "{s}");
         }
+    }
+
+    #[test]
+    fn only_a_reserved_order_ships_and_a_restock_depends_on_whether_it_shipped() {
+        assert_eq!(on_order_shipped(Reserved), ShipAction::Ship);
+        for s in [Pending, Rejected, Released, Cancelled, Shipped] {
+            assert_eq!(on_order_shipped(s), ShipAction::Nothing, "{s}");
+        }
+        assert_eq!(on_refund_restock(Reserved), RestockAction::FromHolding);
+        assert_eq!(on_refund_restock(Shipped), RestockAction::Return);
+        for s in [Pending, Rejected, Released, Cancelled] {
+            assert_eq!(on_refund_restock(s), RestockAction::Nothing, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_restock_never_gives_back_more_than_the_order_can() {
+        let room: BTreeMap<String, i32> = [("a".to_string(), 2), ("b".to_string(), 0)].into();
+        let got = restock_lines(&lines(&[("a", 5), ("b", 1), ("c", 1)]), &room);
+        assert_eq!(got, lines(&[("a", 2)]));
+        assert_eq!(
+            lines_less(&lines(&[("a", 3), ("b", 1)]), &lines(&[("a", 2), ("b", 1)])),
+            lines(&[("a", 1)])
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The inventory Lambda functions: `inventory-reserve` (order.created), `inventory-release`
-//! (order.cancelled) and `inventory-products` (HTTP).
+//! (order.cancelled, order.shipped, refund.requested), `inventory-products` and
+//! `inventory-admin` (HTTP).
 
-use crate::domain::{self, ReleaseAction, ReservationStatus, ReserveAction, StockFigure};
-use crate::pg::{PgStock, StockChange};
+use crate::domain::{
+    self, ReleaseAction, ReservationStatus, ReserveAction, RestockAction, ShipAction, StockFigure,
+};
+use crate::pg::{Movement, PgStock, StockChange};
 use crate::stock_cache::RedisStockCache;
 use async_trait::async_trait;
 use shared::contracts::{Payload, RejectReason, StockRejected, StockReleased, StockReserved};
@@ -16,6 +19,7 @@ use std::sync::Arc;
 pub const RESERVE: &str = "inventory-reserve";
 pub const RELEASE: &str = "inventory-release";
 pub const PRODUCTS: &str = "inventory-products";
+pub const ADMIN: &str = "inventory-admin";
 
 pub fn reserve(ctx: &shared::context::Context) -> Arc<dyn Function> {
     Arc::new(RmqFunction(ctx.batch_runner(Reserve {
@@ -40,6 +44,15 @@ pub fn products(ctx: &shared::context::Context) -> Arc<dyn Function> {
     }))
 }
 
+/// `inventory-admin` (HTTP `/admin/products...`): the catalog back office.
+pub fn admin(ctx: &shared::context::Context) -> Arc<dyn Function> {
+    let api = Arc::new(crate::admin::AdminApi::new(ctx));
+    Arc::new(HttpFunction(move |req| {
+        let api = api.clone();
+        async move { api.handle(req).await }
+    }))
+}
+
 /// The newest figure of every product touched by the batch, written in one pipeline.
 /// Current figures of the products an order's reservation touches: what a crash before
 /// `after_commit` would have left unwritten in the cache.
@@ -58,7 +71,11 @@ async fn figures_of_order(
     Ok(PgStock::figures(pool, &ids)
         .await?
         .into_iter()
-        .map(|(product_id, figure)| StockChange { product_id, figure })
+        .map(|(product_id, figure)| StockChange {
+            product_id,
+            figure,
+            fell_to_low: None,
+        })
         .collect())
 }
 
@@ -74,7 +91,23 @@ async fn refresh_cache(cache: &RedisStockCache, effects: Vec<StockChange>) {
     cache.refresh(&figures).await;
 }
 
-fn with_changes(events: Vec<Envelope>, changes: Vec<StockChange>) -> Applied<StockChange> {
+/// The events and cache effects of a change of stock, with a `stock.low` for each product
+/// the change made fall to its threshold.
+fn with_changes(
+    mut events: Vec<Envelope>,
+    changes: Vec<StockChange>,
+    cause: Option<&Envelope>,
+) -> Applied<StockChange> {
+    for c in &changes {
+        if let Some(threshold) = c.fell_to_low {
+            events.push(crate::backoffice::stock_low(
+                &c.product_id,
+                c.figure.available,
+                threshold,
+                cause,
+            ));
+        }
+    }
     Applied {
         events,
         effects: changes,
@@ -148,6 +181,7 @@ impl MessageHandler for Reserve {
                     Ok(with_changes(
                         vec![Envelope::new(payload, Some(env))],
                         changes,
+                        Some(env),
                     ))
                 }
                 Err(shortage) => {
@@ -241,7 +275,9 @@ impl MessageHandler for Reserve {
             decided = decided.len(),
             "chunk of reservations applied"
         );
-        Ok(with_changes(events_out, changes))
+        // A product's units may come from several orders of the chunk: its alert is the
+        // chunk's, caused by no single one of them.
+        Ok(with_changes(events_out, changes, None))
     }
 
     async fn after_commit(&self, effects: Vec<StockChange>) {
@@ -257,7 +293,10 @@ impl MessageHandler for Reserve {
     }
 }
 
-/// Gives a cancelled order's stock back, or leaves a tombstone when it has none yet.
+/// The stock's moves after the order's decision, one order at a time (all on one queue, so
+/// one order's cancel, shipment and refunds apply in order): a cancel gives the held units
+/// back or leaves a tombstone; a shipment moves them to shipped; a refund with restock
+/// puts units back on sale.
 pub struct Release {
     pub cache: RedisStockCache,
 }
@@ -279,37 +318,11 @@ impl MessageHandler for Release {
         tx: &mut PgConnection,
         env: &Envelope,
     ) -> Result<Applied<StockChange>, HandleError> {
-        let Payload::OrderCancelled(cancel) = env.payload() else {
-            return Err(HandleError::unexpected(env));
-        };
-        if cancel.order_id.trim().is_empty() {
-            return Err(HandleError::permanent(
-                "order.cancelled without an order_id",
-            ));
-        }
-        let (status, items) = PgStock::lock_or_create(tx, &cancel.order_id).await?;
-        match domain::on_order_cancelled(status) {
-            ReleaseAction::Nothing => Ok(Applied::nothing()),
-            ReleaseAction::Tombstone => {
-                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Cancelled, &[])
-                    .await?;
-                tracing::info!("cancel arrived before the reservation; tombstone left");
-                Ok(Applied::nothing())
-            }
-            ReleaseAction::Release => {
-                let changes = PgStock::give_back(tx, &cancel.order_id, &items).await?;
-                PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Released, &items)
-                    .await?;
-                tracing::info!(lines = items.len(), "stock released");
-                let payload = Payload::StockReleased(StockReleased {
-                    order_id: cancel.order_id.clone(),
-                    items: domain::to_order_lines(&items),
-                });
-                Ok(with_changes(
-                    vec![Envelope::new(payload, Some(env))],
-                    changes,
-                ))
-            }
+        match env.payload() {
+            Payload::OrderCancelled(cancel) => give_back(tx, env, cancel).await,
+            Payload::OrderShipped(shipped) => ship(tx, shipped).await,
+            Payload::RefundRequested(refund) => restock(tx, refund).await,
+            _ => Err(HandleError::unexpected(env)),
         }
     }
 
@@ -324,6 +337,131 @@ impl MessageHandler for Release {
     ) -> Result<Vec<StockChange>, HandleError> {
         figures_of_order(pool, env).await
     }
+}
+
+/// `order.cancelled`: gives the order's held units back (a PENDING order's, or a CONFIRMED
+/// one's the customer cancelled), or leaves a tombstone when nothing was reserved yet.
+async fn give_back(
+    tx: &mut PgConnection,
+    env: &Envelope,
+    cancel: &shared::contracts::OrderCancelled,
+) -> Result<Applied<StockChange>, HandleError> {
+    if cancel.order_id.trim().is_empty() {
+        return Err(HandleError::permanent(
+            "order.cancelled without an order_id",
+        ));
+    }
+    let (status, items) = PgStock::lock_or_create(tx, &cancel.order_id).await?;
+    match domain::on_order_cancelled(status) {
+        ReleaseAction::Nothing => Ok(Applied::nothing()),
+        ReleaseAction::Tombstone => {
+            PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Cancelled, &[])
+                .await?;
+            tracing::info!("cancel arrived before the reservation; tombstone left");
+            Ok(Applied::nothing())
+        }
+        ReleaseAction::Release => {
+            let changes = PgStock::give_back(tx, &cancel.order_id, &items).await?;
+            PgStock::set_reservation(tx, &cancel.order_id, ReservationStatus::Released, &items)
+                .await?;
+            tracing::info!(lines = items.len(), "stock released");
+            let payload = Payload::StockReleased(StockReleased {
+                order_id: cancel.order_id.clone(),
+                items: domain::to_order_lines(&items),
+            });
+            Ok(with_changes(
+                vec![Envelope::new(payload, Some(env))],
+                changes,
+                Some(env),
+            ))
+        }
+    }
+}
+
+/// `order.shipped`: the units the order holds become shipped (by the reservation's own
+/// lines, which a refund may have reduced); a redelivery finds it shipped already.
+async fn ship(
+    tx: &mut PgConnection,
+    shipped: &shared::contracts::OrderShipped,
+) -> Result<Applied<StockChange>, HandleError> {
+    if shipped.order_id.trim().is_empty() {
+        return Err(HandleError::permanent("order.shipped without an order_id"));
+    }
+    let Some((status, items)) = PgStock::lock(tx, &shipped.order_id).await? else {
+        tracing::warn!("order.shipped for an order with no reservation; nothing to move");
+        return Ok(Applied::nothing());
+    };
+    match domain::on_order_shipped(status) {
+        ShipAction::Nothing => {
+            tracing::info!(%status, "nothing held to ship");
+            Ok(Applied::nothing())
+        }
+        ShipAction::Ship => {
+            PgStock::ship(tx, &shipped.order_id, &items).await?;
+            PgStock::set_reservation(tx, &shipped.order_id, ReservationStatus::Shipped, &items)
+                .await?;
+            tracing::info!(lines = items.len(), "stock shipped");
+            Ok(Applied::nothing())
+        }
+    }
+}
+
+/// `refund.requested` with restock: the refunded lines go back on sale once per refund id,
+/// out of the order's holding when it has not shipped, else back from the customer; never
+/// more than the order held or shipped (less what earlier refunds returned).
+async fn restock(
+    tx: &mut PgConnection,
+    refund: &shared::contracts::RefundRequested,
+) -> Result<Applied<StockChange>, HandleError> {
+    if !refund.restock || refund.items.is_empty() {
+        return Ok(Applied::nothing());
+    }
+    if refund.order_id.trim().is_empty() || refund.refund_id.trim().is_empty() {
+        return Err(HandleError::permanent(
+            "refund.requested without an order_id or refund_id",
+        ));
+    }
+    let requested = domain::reservation_lines(&refund.items).map_err(HandleError::Permanent)?;
+    let Some((status, items)) = PgStock::lock(tx, &refund.order_id).await? else {
+        tracing::warn!("refund with restock for an order with no reservation; nothing to restock");
+        return Ok(Applied::nothing());
+    };
+    let (kind, room) = match domain::on_refund_restock(status) {
+        RestockAction::Nothing => {
+            tracing::info!(%status, "nothing held or shipped to restock");
+            return Ok(Applied::nothing());
+        }
+        RestockAction::FromHolding => (
+            Movement::RefundRelease,
+            items
+                .iter()
+                .map(|l| (l.product_id.clone(), l.quantity))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        ),
+        RestockAction::Return => {
+            let returned = PgStock::returned(tx, &refund.order_id).await?;
+            let room = items
+                .iter()
+                .map(|l| {
+                    let back = returned.get(&l.product_id).copied().unwrap_or(0);
+                    (l.product_id.clone(), l.quantity - back)
+                })
+                .collect();
+            (Movement::Return, room)
+        }
+    };
+    let lines = domain::restock_lines(&requested, &room);
+    if !PgStock::claim_refund(tx, &refund.refund_id, &refund.order_id, &lines).await? {
+        tracing::info!(refund_id = %refund.refund_id, "refund already restocked");
+        return Ok(Applied::nothing());
+    }
+    let changes = PgStock::restock(tx, &refund.order_id, kind, &lines).await?;
+    if kind == Movement::RefundRelease {
+        let held = domain::lines_less(&items, &lines);
+        PgStock::set_reservation(tx, &refund.order_id, ReservationStatus::Reserved, &held).await?;
+    }
+    tracing::info!(refund_id = %refund.refund_id, kind = kind.as_str(), lines = lines.len(), "refund restocked");
+    Ok(with_changes(vec![], changes, None))
 }
 
 /// `inventory-relay` (schedule): re-sends outbox rows a crash or a broker outage left behind.

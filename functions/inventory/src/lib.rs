@@ -2,15 +2,20 @@
 //! when it is created (all lines or none, never overselling), gives it back when the order
 //! is cancelled, and serves products and stock over HTTP through a Redis stock cache.
 //!
-//! Modules: `domain` (pure decisions), `pg` (the `PgStock` adapter), `stock_cache` (the
-//! `RedisStockCache` adapter), `api` (the HTTP handler), `catalog` (seeding and read-outs
-//! for the local runner), `functions` (the Lambda functions' constructors).
+//! Modules: `domain` (pure decisions), `product` (pure rules of the back office), `pg` (the
+//! `PgStock` adapter), `stock_cache` (the `RedisStockCache` adapter), `api` (the public HTTP
+//! handler), `admin` (the back office's HTTP handler), `backoffice` (catalog writes, shared
+//! by `admin` and the seed), `catalog` (seeding and read-outs for the local runner),
+//! `functions` (the Lambda functions' constructors).
 
+pub mod admin;
 pub mod api;
+pub mod backoffice;
 pub mod catalog;
 pub mod domain;
 pub mod functions;
 pub mod pg;
+pub mod product;
 pub mod stock_cache;
 
 pub use catalog::{
@@ -34,4 +39,5 @@ pub const FUNCTIONS: &[(&str, shared::Constructor)] = &[
     ("inventory-release", functions::release),
     ("inventory-products", functions::products),
     ("inventory-relay", functions::relay),
+    ("inventory-admin", functions::admin),
 ];

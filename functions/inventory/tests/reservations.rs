@@ -253,7 +253,7 @@ async fn the_cache_never_goes_backwards() {
 }
 
 #[tokio::test]
-async fn seeding_publishes_product_updated_and_sets_stock_and_cache() {
+async fn seeding_goes_through_the_back_office_and_publishes_what_an_admin_would() {
     let h = Harness::new().await;
     let seed = inventory::ProductSeed {
         product_id: "mug".into(),
@@ -265,43 +265,68 @@ async fn seeding_publishes_product_updated_and_sets_stock_and_cache() {
     inventory::upsert_products(&h.env.ctx, std::slice::from_ref(&seed))
         .await
         .expect("seed");
+    h.reserve(&[common::created("o1", &[("mug", 2)])]).await;
+    // Re-seeding brings the shelf back to 7 by an adjustment (+2) and patches the price.
     inventory::upsert_products(
         &h.env.ctx,
         &[inventory::ProductSeed {
-            stock: 4,
+            price_cents: 1499,
             ..seed.clone()
         }],
     )
     .await
     .expect("reseed");
-    let updates: Vec<ProductUpdated> = h
-        .env
-        .published()
-        .into_iter()
-        .filter_map(|e| match e.payload {
-            Some(Payload::ProductUpdated(p)) => Some(p),
+    // The same seed again changes nothing: no new version, no adjustment.
+    inventory::upsert_products(
+        &h.env.ctx,
+        &[inventory::ProductSeed {
+            price_cents: 1499,
+            ..seed.clone()
+        }],
+    )
+    .await
+    .expect("reseed, unchanged");
+    let published = h.env.published();
+    let updates: Vec<ProductUpdated> = published
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::ProductUpdated(p)) => Some(p.clone()),
             _ => None,
         })
         .collect();
     assert_eq!(
-        updates.iter().map(|u| u.version).collect::<Vec<_>>(),
-        vec![1, 2]
+        updates
+            .iter()
+            .map(|u| (u.version, u.price_cents))
+            .collect::<Vec<_>>(),
+        vec![(1, 1299), (2, 1499)]
     );
+    let adjusted: Vec<(String, i64, i64)> = published
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::StockAdjusted(a)) => {
+                Some((a.adjustment_id.clone(), a.delta, a.available))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adjusted.len(), 2, "{adjusted:?}");
     assert_eq!(
-        (updates[1].price_cents, updates[1].currency.as_str()),
-        (1299, "EUR")
+        (adjusted[0].0.as_str(), adjusted[0].1, adjusted[0].2),
+        ("initial:mug", 7, 7)
     );
+    assert!(adjusted[1].0.starts_with("seed:mug:"), "{adjusted:?}");
+    assert_eq!((adjusted[1].1, adjusted[1].2), (2, 7));
     let levels = inventory::stock_levels(&h.env.ctx.pool)
         .await
         .expect("levels");
-    assert_eq!((levels[0].initial, levels[0].available), (4, 4));
     assert_eq!(
-        h.cached("mug").await,
-        Some(StockFigure {
-            version: 2,
-            available: 4
-        })
+        (levels[0].initial, levels[0].available),
+        (9, 7),
+        "received 7 then 2; 2 held by o1"
     );
+    let cached = h.cached("mug").await.expect("cached");
+    assert_eq!(cached.available, 7);
     let bad = inventory::ProductSeed {
         currency: "eur".into(),
         ..seed

@@ -123,28 +123,75 @@ pub fn fulfilment_recorded(s: &Snapshot) -> Check {
     }
 }
 
-/// Net units an order holds per product, by the stock ledger (reservations minus releases).
-fn held_by_order(s: &Snapshot) -> BTreeMap<&str, BTreeMap<&str, i64>> {
-    let mut held: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
-    for m in &s.stock.movements {
-        if let Some(order) = m.order_id.as_deref() {
-            *held
-                .entry(order)
-                .or_default()
-                .entry(m.product_id.as_str())
-                .or_default() -= m.delta;
-        }
-    }
-    held
+/// What the stock ledger says happened to one order's units of one product.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Units {
+    /// Taken from the shelf and not given back (reserve less release and refund_release).
+    taken: i64,
+    /// Left with a carrier (`ship` movements).
+    shipped: i64,
+    /// Put back on sale by a refund before shipping (`refund_release`).
+    refunded_held: i64,
+    /// Put back on sale by a refund after shipping (`return`).
+    returned: i64,
 }
 
-/// Invariant 2: Stock is conserved and never negative, judged by the stock ledger: replaying every
-/// movement gives each product's shelf figure without ever going below zero, and each order
-/// holds by the ledger exactly what its state says (its lines when CONFIRMED, nothing when
-/// CANCELLED).
+impl Units {
+    /// Held by the order now: taken and not shipped yet.
+    fn held(self) -> i64 {
+        self.taken - self.shipped
+    }
+}
+
+/// Per order, per product, its units by the stock ledger.
+fn units_by_order(s: &Snapshot) -> BTreeMap<&str, BTreeMap<&str, Units>> {
+    let mut by: BTreeMap<&str, BTreeMap<&str, Units>> = BTreeMap::new();
+    for m in &s.stock.movements {
+        let Some(order) = m.order_id.as_deref() else {
+            continue;
+        };
+        let u = by
+            .entry(order)
+            .or_default()
+            .entry(m.product_id.as_str())
+            .or_default();
+        match m.kind.as_str() {
+            "reserve" | "release" => u.taken -= m.delta,
+            "refund_release" => {
+                u.taken -= m.delta;
+                u.refunded_held += m.delta;
+            }
+            "ship" => u.shipped += m.quantity,
+            "return" => u.returned += m.delta,
+            _ => {}
+        }
+    }
+    by
+}
+
+/// The non-zero quantities of `units` picked by `f`.
+fn figures<'a>(
+    units: &BTreeMap<&'a str, Units>,
+    f: impl Fn(Units) -> i64,
+) -> BTreeMap<&'a str, i64> {
+    units
+        .iter()
+        .map(|(p, u)| (*p, f(*u)))
+        .filter(|(_, q)| *q != 0)
+        .collect()
+}
+
+/// Invariant 2: Stock is conserved and never negative, judged by the stock ledger. Per
+/// product: replaying every movement gives the shelf figure without ever going below zero,
+/// and what came in (initial stock, adjustments, returns) is what is on the shelf plus what
+/// live orders hold plus what shipped; the shelf's `reserved` is what orders hold. Per order,
+/// its units match its state: a CONFIRMED order holds its lines (less what a refund
+/// restocked), a SHIPPED or DELIVERED one holds nothing and shipped its lines (less that),
+/// a CANCELLED one holds and shipped nothing; no refund returns more than shipped.
 pub fn stock_conserved(s: &Snapshot) -> Check {
     let mut v = Vec::new();
     let mut balance: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut inflow: BTreeMap<&str, i64> = BTreeMap::new();
     let mut went_negative: BTreeSet<&str> = BTreeSet::new();
     let known: BTreeSet<&str> = s
         .stock
@@ -153,10 +200,13 @@ pub fn stock_conserved(s: &Snapshot) -> Check {
         .map(|p| p.product_id.as_str())
         .collect();
     for m in &s.stock.movements {
-        let (ok_sign, needs_order) = match m.kind.as_str() {
-            "reserve" => (m.delta < 0, true),
-            "release" => (m.delta > 0, true),
-            "restock" => (true, false),
+        // (well-formed, needs an order)
+        let (ok, needs_order) = match m.kind.as_str() {
+            "reserve" => (m.delta < 0 && m.quantity == 0, true),
+            "release" | "refund_release" | "return" => (m.delta > 0 && m.quantity == 0, true),
+            "ship" => (m.delta == 0 && m.quantity > 0, true),
+            "restock" => (m.quantity == 0, false),
+            "adjust" => (m.delta != 0 && m.quantity == 0, false),
             other => {
                 v.push(format!(
                     "movement {} has unknown kind {other}",
@@ -165,7 +215,7 @@ pub fn stock_conserved(s: &Snapshot) -> Check {
                 continue;
             }
         };
-        if !ok_sign || needs_order != m.order_id.is_some() {
+        if !ok || needs_order != m.order_id.is_some() {
             v.push(format!(
                 "movement {} ({} {} of {}) is malformed",
                 m.movement_id, m.kind, m.delta, m.product_id
@@ -177,6 +227,9 @@ pub fn stock_conserved(s: &Snapshot) -> Check {
                 m.movement_id, m.product_id
             ));
         }
+        if matches!(m.kind.as_str(), "restock" | "adjust" | "return") {
+            *inflow.entry(m.product_id.as_str()).or_default() += m.delta;
+        }
         let b = balance.entry(m.product_id.as_str()).or_default();
         *b += m.delta;
         if *b < 0 && went_negative.insert(m.product_id.as_str()) {
@@ -186,22 +239,45 @@ pub fn stock_conserved(s: &Snapshot) -> Check {
             ));
         }
     }
+    let units = units_by_order(s);
+    let (mut held, mut shipped): (BTreeMap<&str, i64>, BTreeMap<&str, i64>) = Default::default();
+    for per_product in units.values() {
+        for (p, u) in per_product {
+            *held.entry(p).or_default() += u.held();
+            *shipped.entry(p).or_default() += u.shipped;
+        }
+    }
     for p in &s.stock.products {
-        let ledger = balance.get(p.product_id.as_str()).copied().unwrap_or(0);
+        let id = p.product_id.as_str();
+        let ledger = balance.get(id).copied().unwrap_or(0);
         if ledger != p.available {
             v.push(format!(
-                "{}: shelf says {} available, the stock ledger says {ledger}",
-                p.product_id, p.available
+                "{id}: shelf says {} available, the stock ledger says {ledger}",
+                p.available
             ));
         }
         if p.available < 0 {
+            v.push(format!("{id}: available {} is negative", p.available));
+        }
+        let (came_in, h, out) = (
+            inflow.get(id).copied().unwrap_or(0),
+            held.get(id).copied().unwrap_or(0),
+            shipped.get(id).copied().unwrap_or(0),
+        );
+        if came_in != p.available + h + out {
             v.push(format!(
-                "{}: available {} is negative",
-                p.product_id, p.available
+                "{id}: received {came_in} (stock, adjustments, returns) but {} available + {h} held + {out} shipped = {}",
+                p.available,
+                p.available + h + out
+            ));
+        }
+        if p.reserved != h {
+            v.push(format!(
+                "{id}: the shelf says {} reserved, live orders hold {h} by the stock ledger",
+                p.reserved
             ));
         }
     }
-    let held = held_by_order(s);
     let orders: BTreeMap<String, &order::OrderRow> = s
         .orders
         .iter()
@@ -213,28 +289,87 @@ pub fn stock_conserved(s: &Snapshot) -> Check {
         .iter()
         .map(|r| (r.order_id.as_str(), r))
         .collect();
-    let mut units_confirmed = 0;
+    let none = BTreeMap::new();
+    let (mut units_held, mut units_shipped) = (0, 0);
     for o in &s.orders {
         let id = o.order_id.to_string();
+        let mine = units.get(id.as_str()).unwrap_or(&none);
+        let has = figures(mine, Units::held);
+        let sent = figures(mine, |u| u.shipped);
+        units_held += has.values().sum::<i64>();
+        units_shipped += sent.values().sum::<i64>();
+        // The order's lines less what refunds restocked before shipping.
         let mut want: BTreeMap<&str, i64> = BTreeMap::new();
         for (p, q) in &o.items {
             *want.entry(p.as_str()).or_default() += q;
         }
-        let mut has: BTreeMap<&str, i64> = held.get(id.as_str()).cloned().unwrap_or_default();
-        has.retain(|_, q| *q != 0);
+        for (p, u) in mine {
+            *want.entry(p).or_default() -= u.refunded_held;
+        }
+        want.retain(|_, q| *q != 0);
         let reservation = reservations.get(id.as_str());
+        let reservation_is = |status: &str| reservation.is_some_and(|r| r.status == status);
+        let reservation_status = reservation.map_or("missing", |r| r.status.as_str());
+        for (p, u) in mine {
+            if u.returned > u.shipped {
+                v.push(format!(
+                    "order {id}: {} of {p} returned by refunds, only {} shipped",
+                    u.returned, u.shipped
+                ));
+            }
+            if u.held() < 0 {
+                v.push(format!(
+                    "order {id} shipped {} of {p} but only held {}",
+                    u.shipped, u.taken
+                ));
+            }
+        }
         match o.status.as_str() {
             "CONFIRMED" => {
-                units_confirmed += want.values().sum::<i64>();
                 if has != want {
                     v.push(format!(
                         "order {id} is CONFIRMED and holds {has:?} by the stock ledger, not {want:?}"
                     ));
                 }
-                if reservation.is_none_or(|r| r.status != "reserved") {
+                if !sent.is_empty() {
+                    v.push(format!("order {id} is CONFIRMED but shipped {sent:?}"));
+                }
+                if !reservation_is("reserved") {
                     v.push(format!(
-                        "order {id} is CONFIRMED but its reservation is {}",
-                        reservation.map_or("missing", |r| r.status.as_str())
+                        "order {id} is CONFIRMED but its reservation is {reservation_status}"
+                    ));
+                }
+                if let Some(r) = reservation {
+                    let listed: BTreeMap<&str, i64> = r
+                        .items
+                        .iter()
+                        .filter(|(_, q)| *q != 0)
+                        .map(|(p, q)| (p.as_str(), *q))
+                        .collect();
+                    if r.status == "reserved" && listed != has {
+                        v.push(format!(
+                            "order {id}: its reservation lists {listed:?}, the stock ledger says it holds {has:?}"
+                        ));
+                    }
+                }
+            }
+            "SHIPPED" | "DELIVERED" => {
+                if !has.is_empty() {
+                    v.push(format!(
+                        "order {id} is {} but still holds {has:?} by the stock ledger",
+                        o.status
+                    ));
+                }
+                if sent != want {
+                    v.push(format!(
+                        "order {id} is {} and shipped {sent:?} by the stock ledger, not {want:?}",
+                        o.status
+                    ));
+                }
+                if !reservation_is("shipped") {
+                    v.push(format!(
+                        "order {id} is {} but its reservation is {reservation_status}",
+                        o.status
                     ));
                 }
             }
@@ -244,24 +379,27 @@ pub fn stock_conserved(s: &Snapshot) -> Check {
                         "order {id} is CANCELLED but still holds {has:?} by the stock ledger"
                     ));
                 }
-                if reservation.is_some_and(|r| r.status == "reserved") {
+                if !sent.is_empty() {
+                    v.push(format!("order {id} is CANCELLED but shipped {sent:?}"));
+                }
+                if reservation_is("reserved") || reservation_is("shipped") {
                     v.push(format!(
-                        "order {id} is CANCELLED but its reservation is still reserved"
+                        "order {id} is CANCELLED but its reservation is still {reservation_status}"
                     ));
                 }
             }
             _ => {}
         }
     }
-    for id in held.keys() {
+    for id in units.keys() {
         if !orders.contains_key(*id) {
             v.push(format!("stock moved for unknown order {id}"));
         }
     }
     Check {
-        name: "stock conserved by the ledger (shelf = replayed movements, never negative, each order holds what its state says)",
+        name: "stock conserved by the ledger (shelf = replayed movements, never negative; received = available + held + shipped; each order holds or shipped what its state says)",
         summary: format!(
-            "{} products, {} movements replayed, {units_confirmed} units held by confirmed orders",
+            "{} products, {} movements replayed, {units_held} units held by live orders, {units_shipped} shipped",
             s.stock.products.len(),
             s.stock.movements.len()
         ),

@@ -14,6 +14,25 @@ pub struct Harness {
     pub reserve: Arc<dyn Function>,
     pub release: Arc<dyn Function>,
     pub products: Arc<dyn Function>,
+    pub admin: Arc<dyn Function>,
+}
+
+/// An HTTP answer: status, headers, JSON body (`Null` when there is none).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: i64,
+    pub headers: aws_lambda_events::http::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+
+    pub fn etag(&self) -> Option<&str> {
+        self.headers.get("etag").and_then(|v| v.to_str().ok())
+    }
 }
 
 impl Harness {
@@ -26,11 +45,13 @@ impl Harness {
         let reserve = inventory::functions::reserve(&env.ctx);
         let release = inventory::functions::release(&env.ctx);
         let products = inventory::functions::products(&env.ctx);
+        let admin = inventory::functions::admin(&env.ctx);
         Harness {
             env,
             reserve,
             release,
             products,
+            admin,
         }
     }
 
@@ -73,6 +94,118 @@ impl Harness {
     pub async fn release(&self, events: &[Envelope]) -> BatchReport {
         self.deliver(&self.release, "inventory-release", events)
             .await
+    }
+
+    /// A bearer token of a signed-in user with `role`.
+    pub async fn token(&self, role: shared::session::Role) -> String {
+        let user_id = uuid::Uuid::new_v4();
+        let (token, _) = self
+            .env
+            .ctx
+            .sessions
+            .create(&shared::session::Session {
+                user_id,
+                email: format!("{}@example.com", user_id.simple()),
+                role,
+            })
+            .await
+            .expect("session in Redis");
+        token
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token(shared::session::Role::Admin).await
+    }
+
+    /// Calls `inventory-admin`: `route_key` such as `PATCH /admin/products/{id}`, the
+    /// product id for `{id}`, a bearer token, extra headers and a JSON body.
+    pub async fn call_admin(
+        &self,
+        route_key: &str,
+        id: Option<&str>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: serde_json::Value,
+    ) -> Answer {
+        let (method, template) = route_key.split_once(' ').expect("route key");
+        let path = template.replace("{id}", id.unwrap_or(""));
+        let mut req = shared::http::request(method, &path, route_key);
+        if let Some(id) = id {
+            req.path_parameters.insert("id".into(), id.into());
+        }
+        if let Some(t) = token {
+            req.headers.insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header"),
+            );
+        }
+        for (k, v) in headers {
+            req.headers.insert(
+                aws_lambda_events::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("header value"),
+            );
+        }
+        if !body.is_null() {
+            req.body = Some(body.to_string());
+        }
+        let out = self
+            .admin
+            .invoke(serde_json::to_value(&req).expect("request json"))
+            .await
+            .expect("invoke");
+        let resp: shared::http::Response = serde_json::from_value(out).expect("response");
+        let body = match resp.body {
+            Some(aws_lambda_events::encodings::Body::Text(t)) => {
+                serde_json::from_str(&t).expect("json body")
+            }
+            _ => serde_json::Value::Null,
+        };
+        Answer {
+            status: resp.status_code,
+            headers: resp.headers,
+            body,
+        }
+    }
+
+    /// Creates a product through `POST /admin/products` (stock, threshold) and forgets the
+    /// events it published.
+    pub async fn admin_product(&self, id: &str, stock: i64, threshold: i64) -> Answer {
+        let token = self.admin_token().await;
+        let a = self
+            .call_admin(
+                "POST /admin/products",
+                None,
+                Some(&token),
+                &[],
+                serde_json::json!({"product_id": id, "name": format!("Product {id}"),
+                    "price_cents": 1000, "currency": "EUR", "stock": stock,
+                    "low_stock_threshold": threshold}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{a:?}");
+        self.env.clear_published();
+        a
+    }
+
+    /// Every published event of one type, in order.
+    pub fn published_of<T>(&self, pick: impl Fn(Payload) -> Option<T>) -> Vec<T> {
+        self.env
+            .published()
+            .into_iter()
+            .filter_map(|e| e.payload.and_then(&pick))
+            .collect()
+    }
+
+    /// `(available, reserved)` of a product, from Postgres.
+    pub async fn figures(&self, id: &str) -> (i64, i64) {
+        let (a, r): (i32, i32) = sqlx::query_as(
+            "SELECT available, reserved FROM inventory.products WHERE product_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.env.ctx.pool)
+        .await
+        .expect("product");
+        (i64::from(a), i64::from(r))
     }
 
     pub async fn available(&self, id: &str) -> i64 {
@@ -173,6 +306,56 @@ pub fn cancelled(order_id: &str) -> Envelope {
             user_id: "u1".into(),
             customer_email: "a@example.com".into(),
             reason: CancelReason::PaymentDeclined as i32,
+        }),
+        None,
+    )
+}
+
+pub fn shipped(order_id: &str) -> Envelope {
+    Envelope::new(
+        Payload::OrderShipped(OrderShipped {
+            order_id: order_id.into(),
+            user_id: "u1".into(),
+            customer_email: "a@example.com".into(),
+            carrier: "DHL".into(),
+            tracking_number: "JD0001".into(),
+            items: vec![],
+        }),
+        None,
+    )
+}
+
+pub fn refund(order_id: &str, refund_id: &str, items: &[(&str, u32)], restock: bool) -> Envelope {
+    Envelope::new(
+        Payload::RefundRequested(RefundRequested {
+            order_id: order_id.into(),
+            refund_id: refund_id.into(),
+            amount_cents: 1000,
+            currency: "EUR".into(),
+            items: items
+                .iter()
+                .map(|(p, q)| OrderLine {
+                    product_id: p.to_string(),
+                    quantity: *q,
+                    unit_price_cents: 1000,
+                })
+                .collect(),
+            restock,
+            reason: "damaged".into(),
+            user_id: "u1".into(),
+            customer_email: "a@example.com".into(),
+        }),
+        None,
+    )
+}
+
+pub fn customer_cancelled(order_id: &str) -> Envelope {
+    Envelope::new(
+        Payload::OrderCancelled(OrderCancelled {
+            order_id: order_id.into(),
+            user_id: "u1".into(),
+            customer_email: "a@example.com".into(),
+            reason: CancelReason::CustomerCancelled as i32,
         }),
         None,
     )

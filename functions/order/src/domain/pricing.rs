@@ -9,6 +9,8 @@ use std::collections::HashMap;
 pub struct Price {
     pub price_cents: i64,
     pub currency: String,
+    /// No longer sold: an order naming it is refused.
+    pub discontinued: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub enum PricingError {
     MixedCurrency(Vec<String>),
     #[error("the order total is too large")]
     Overflow,
+    #[error("product(s) no longer sold: {}", .0.join(", "))]
+    Discontinued(Vec<String>),
 }
 
 pub fn price(
@@ -48,6 +52,19 @@ pub fn price(
         .collect();
     if !unknown.is_empty() {
         return Err(PricingError::UnknownProducts(unknown));
+    }
+    let discontinued: Vec<String> = order
+        .items
+        .iter()
+        .filter(|l| {
+            catalog
+                .get(l.product_id.as_str())
+                .is_some_and(|p| p.discontinued)
+        })
+        .map(|l| l.product_id.as_str().to_string())
+        .collect();
+    if !discontinued.is_empty() {
+        return Err(PricingError::Discontinued(discontinued));
     }
     let mut lines = Vec::with_capacity(order.items.len());
     let mut currencies: Vec<String> = Vec::new();
@@ -110,6 +127,7 @@ mod tests {
                     Price {
                         price_cents: *cents,
                         currency: cur.to_string(),
+                        discontinued: false,
                     },
                 )
             })
@@ -139,6 +157,20 @@ mod tests {
             err,
             PricingError::UnknownProducts(vec!["x".into(), "y".into()])
         );
+    }
+
+    #[test]
+    fn discontinued_products_are_all_named_and_refused() {
+        let mut c = catalog(&[("a", 1, "EUR"), ("b", 1, "EUR"), ("c", 1, "EUR")]);
+        for id in ["b", "c"] {
+            c.get_mut(id).expect("entry").discontinued = true;
+        }
+        let err = price(&order(&[("a", 1), ("b", 1), ("c", 2)]), &c).unwrap_err();
+        assert_eq!(
+            err,
+            PricingError::Discontinued(vec!["b".into(), "c".into()])
+        );
+        assert!(price(&order(&[("a", 1)]), &c).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `order-catalog` (queue order-catalog <- product.updated): keeps the price list current,
-//! never moving a product back to an older version.
+//! `order-catalog` (queue order-catalog <- product.updated): keeps the price list (and
+//! which products are discontinued) current, never moving a product back to an older version.
 
 use crate::pg::catalog::{CatalogEntry, upsert_if_newer};
 use async_trait::async_trait;
@@ -48,6 +48,7 @@ fn entry(p: &ProductUpdated) -> Result<CatalogEntry, HandleError> {
         price_cents: p.price_cents,
         currency: p.currency.clone(),
         version,
+        discontinued: p.discontinued,
     })
 }
 

@@ -54,6 +54,7 @@ fn pricing_error(e: PricingError) -> ApiError {
         PricingError::UnknownProducts(_) => "unknown_product",
         PricingError::MixedCurrency(_) => "mixed_currency",
         PricingError::Overflow => "invalid_request",
+        PricingError::Discontinued(_) => "discontinued_product",
     };
     ApiError::new(422, code, e.to_string())
 }

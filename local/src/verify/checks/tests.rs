@@ -39,6 +39,7 @@ fn mv(id: i64, product: &str, kind: &str, order: Option<u128>, delta: i64) -> Mo
         kind: kind.into(),
         order_id: order.map(|n| oid(n).to_string()),
         delta,
+        quantity: 0,
     }
 }
 
@@ -106,11 +107,13 @@ fn clean() -> Snapshot {
                 product_id: "sku-a".into(),
                 available: 8,
                 version: 2,
+                reserved: 2,
             },
             ProductFigure {
                 product_id: "sku-b".into(),
                 available: 1,
                 version: 3,
+                reserved: 0,
             },
         ],
         movements: vec![
@@ -904,5 +907,171 @@ fn a_payment_whose_refunded_figure_disagrees_with_the_ledger_is_reported() {
         money_settled,
         &s,
         "its payment says 0 refunded, the ledger 100",
+    );
+}
+
+// Stock after the decision: shipments, refunds with restock, adjustments, customer cancels.
+
+const SHIPPED: u128 = 4;
+
+fn ship(id: i64, product: &str, order: u128, quantity: i64) -> MovementRow {
+    MovementRow {
+        quantity,
+        ..mv(id, product, "ship", Some(order), 0)
+    }
+}
+
+/// `clean()` plus a fourth order that took 3 of sku-a and shipped them, one of which came
+/// back by a refund with restock; and an admin's adjustment of +5 sku-b.
+fn with_shipment() -> Snapshot {
+    let mut s = clean();
+    s.orders
+        .push(order(SHIPPED, "SHIPPED", None, &[("sku-a", 3)]));
+    s.stock.movements.extend([
+        mv(6, "sku-a", "restock", None, 3),
+        mv(7, "sku-a", "reserve", Some(SHIPPED), -3),
+        ship(8, "sku-a", SHIPPED, 3),
+        mv(9, "sku-a", "return", Some(SHIPPED), 1),
+        mv(10, "sku-b", "adjust", None, 5),
+    ]);
+    s.stock.products[0].available = 9;
+    s.stock.products[1].available = 6;
+    s.stock.reservations.push(ReservationRow {
+        order_id: oid(SHIPPED).to_string(),
+        status: "shipped".into(),
+        items: vec![("sku-a".into(), 3)],
+    });
+    s
+}
+
+#[test]
+fn shipments_returns_and_adjustments_conserve_stock() {
+    let s = with_shipment();
+    let c = stock_conserved(&s);
+    assert!(c.ok(), "{}", violations(&c));
+    assert!(
+        c.summary.contains("2 units held by live orders, 3 shipped"),
+        "{}",
+        c.summary
+    );
+    let mut delivered = s.clone();
+    delivered.orders[3].status = "DELIVERED".into();
+    assert!(stock_conserved(&delivered).ok());
+}
+
+#[test]
+fn a_shipped_order_whose_units_never_left_is_reported() {
+    let mut s = with_shipment();
+    s.stock.movements.retain(|m| m.kind != "ship");
+    s.stock.products[0].reserved = 5;
+    fails_with(stock_conserved, &s, "is SHIPPED but still holds");
+    fails_with(
+        stock_conserved,
+        &s,
+        "is SHIPPED and shipped {} by the stock ledger",
+    );
+}
+
+#[test]
+fn a_shipped_order_whose_reservation_is_not_shipped_is_reported() {
+    let mut s = with_shipment();
+    s.stock.reservations[3].status = "reserved".into();
+    fails_with(
+        stock_conserved,
+        &s,
+        "is SHIPPED but its reservation is reserved",
+    );
+}
+
+#[test]
+fn a_refund_returning_more_than_shipped_is_reported() {
+    let mut s = with_shipment();
+    s.stock
+        .movements
+        .push(mv(11, "sku-a", "return", Some(SHIPPED), 3));
+    s.stock.products[0].available = 12;
+    fails_with(
+        stock_conserved,
+        &s,
+        "4 of sku-a returned by refunds, only 3 shipped",
+    );
+}
+
+#[test]
+fn the_shelfs_reserved_figure_must_match_what_orders_hold() {
+    let mut s = clean();
+    s.stock.products[0].reserved = 3;
+    fails_with(
+        stock_conserved,
+        &s,
+        "the shelf says 3 reserved, live orders hold 2",
+    );
+}
+
+#[test]
+fn an_adjustment_the_shelf_never_saw_is_reported() {
+    let mut s = with_shipment();
+    s.stock.products[1].available = 1; // the +5 is in the ledger only
+    fails_with(
+        stock_conserved,
+        &s,
+        "sku-b: shelf says 1 available, the stock ledger says 6",
+    );
+    fails_with(stock_conserved, &s, "sku-b: received 6");
+}
+
+#[test]
+fn a_ship_movement_that_moves_available_is_malformed() {
+    let mut s = with_shipment();
+    s.stock.movements[7].delta = -1;
+    fails_with(
+        stock_conserved,
+        &s,
+        "movement 8 (ship -1 of sku-a) is malformed",
+    );
+}
+
+#[test]
+fn a_customer_cancel_of_a_confirmed_order_must_give_its_units_back() {
+    let mut s = clean();
+    s.orders[0].status = "CANCELLED".into();
+    s.orders[0].reason = Some("customer_cancelled".into());
+    // Not released: the order still holds 2.
+    fails_with(stock_conserved, &s, "is CANCELLED but still holds");
+    s.stock
+        .movements
+        .push(mv(6, "sku-a", "release", Some(CONFIRMED), 2));
+    s.stock.products[0].available = 10;
+    s.stock.products[0].reserved = 0;
+    s.stock.reservations[0].status = "released".into();
+    let c = stock_conserved(&s);
+    assert!(c.ok(), "{}", violations(&c));
+}
+
+#[test]
+fn a_cancelled_order_that_shipped_is_reported() {
+    let mut s = with_shipment();
+    s.orders[3].status = "CANCELLED".into();
+    fails_with(stock_conserved, &s, "is CANCELLED but shipped");
+}
+
+#[test]
+fn a_refund_restock_before_shipping_lowers_what_a_confirmed_order_holds() {
+    let mut s = clean();
+    s.stock
+        .movements
+        .push(mv(6, "sku-a", "refund_release", Some(CONFIRMED), 1));
+    s.stock.products[0].available = 9;
+    s.stock.products[0].reserved = 1;
+    s.stock.reservations[0].items = vec![("sku-a".into(), 1)];
+    let c = stock_conserved(&s);
+    assert!(c.ok(), "{}", violations(&c));
+    // The same unit back on the shelf by a plain release is not a refund: it is a leak
+    // from a CONFIRMED order.
+    s.stock.movements[5].kind = "release".into();
+    fails_with(
+        stock_conserved,
+        &s,
+        "is CONFIRMED and holds {\"sku-a\": 1} by the stock ledger, not {\"sku-a\": 2}",
     );
 }
