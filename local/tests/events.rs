@@ -187,21 +187,7 @@ fn samples() -> Vec<(&'static str, Value)> {
         }),
         None,
     );
-    // An admin's refund of the mug of the confirmed order, and the payment service's answer.
-    let refund = Envelope::new(
-        Payload::RefundRequested(RefundRequested {
-            order_id: ORDER_ID.into(),
-            refund_id: "0193a5b0-2222-7000-8000-000000000001".into(),
-            amount_cents: 1200,
-            currency: "EUR".into(),
-            items: vec![line("sku-mug", 1, 1200)],
-            restock: true,
-            reason: "arrived broken".into(),
-            user_id: USER_ID.into(),
-            customer_email: "alice@example.com".into(),
-        }),
-        Some(&confirmed),
-    );
+    // The payment service's answer to the admin's refund of the mug.
     let refunded = Envelope::new(
         Payload::PaymentRefunded(PaymentRefunded {
             order_id: ORDER_ID.into(),
@@ -213,7 +199,44 @@ fn samples() -> Vec<(&'static str, Value)> {
             user_id: USER_ID.into(),
             customer_email: "alice@example.com".into(),
         }),
-        Some(&refund),
+        Some(&refund_requested),
+    );
+    let delivered = Envelope::new(
+        Payload::OrderDelivered(OrderDelivered {
+            order_id: ORDER_ID.into(),
+            user_id: USER_ID.into(),
+            customer_email: "alice@example.com".into(),
+        }),
+        Some(&shipped),
+    );
+    // A second refund the gateway refused, and the back office's stock events.
+    let refund_failed = Envelope::new(
+        Payload::PaymentRefundFailed(PaymentRefundFailed {
+            order_id: ORDER_ID.into(),
+            refund_id: "0193a5b0-2222-7000-8000-000000000002".into(),
+            amount_cents: 6180,
+            currency: "EUR".into(),
+            reason: "exceeds_captured".into(),
+        }),
+        Some(&refunded),
+    );
+    let stock_adjusted = Envelope::new(
+        Payload::StockAdjusted(StockAdjusted {
+            product_id: "sku-mug".into(),
+            adjustment_id: "delivery-2026-11-27".into(),
+            delta: 24,
+            available: 60,
+            reason: "supplier delivery".into(),
+        }),
+        None,
+    );
+    let stock_low = Envelope::new(
+        Payload::StockLow(StockLow {
+            product_id: "sku-coffee".into(),
+            available: 4,
+            threshold: 5,
+        }),
+        None,
     );
     let j = Encoding::Json;
     let scheduled = json!({"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event", "source": "aws.events", "account": "000000000000", "time": "2026-11-27T10:00:00Z", "region": "eu-west-1", "resources": ["arn:aws:events:eu-west-1:000000000000:rule/order-expire"], "detail": {}});
@@ -287,7 +310,7 @@ fn samples() -> Vec<(&'static str, Value)> {
         ),
         (
             "inventory/inventory-release-refund.json",
-            rmq("inventory-release", &[(refund_requested, j)]),
+            rmq("inventory-release", &[(refund_requested.clone(), j)]),
         ),
         (
             "inventory/inventory-products-stock.json",
@@ -314,7 +337,7 @@ fn samples() -> Vec<(&'static str, Value)> {
         ),
         (
             "payment/payment-refund.json",
-            rmq("payment-refund", &[(refund, j)]),
+            rmq("payment-refund", &[(refund_requested, j)]),
         ),
         (
             "notification/notification-send-refunded.json",
@@ -377,6 +400,23 @@ fn samples() -> Vec<(&'static str, Value)> {
         (
             "order/order-timeline.json",
             rmq("order-timeline", &[(c.clone(), j), (stock_released, j)]),
+        ),
+        (
+            "order/order-timeline-lifecycle.json",
+            rmq(
+                "order-timeline",
+                &[
+                    (shipped.clone(), j),
+                    (delivered.clone(), j),
+                    (refund_failed, j),
+                    (stock_adjusted, j),
+                    (stock_low, j),
+                ],
+            ),
+        ),
+        (
+            "notification/notification-send-shipped.json",
+            rmq("notification-send", &[(shipped.clone(), j), (delivered, j)]),
         ),
         (
             "order/order-cancel.json",
@@ -497,7 +537,9 @@ const STORY: &[&str] = &[
     "payment/payment-refund.json",
     "notification/notification-send.json",
     "notification/notification-send-refunded.json",
+    "notification/notification-send-shipped.json",
     "order/order-timeline.json",
+    "order/order-timeline-lifecycle.json",
     "payment/payment-settle-cancelled.json",
     "inventory/inventory-release.json",
     // The confirmed order ships, then a refund puts its mug back on sale.
