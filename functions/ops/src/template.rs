@@ -463,7 +463,8 @@ mod tests {
             .find(|s| s.binary == "order-saga")
             .expect("order-saga");
         assert!(
-            matches!(&saga.triggers[0], Trigger::Mq { routing_keys, .. } if routing_keys.len() == 3)
+            matches!(&saga.triggers[0], Trigger::Mq { routing_keys, .. } if routing_keys.len() == 5),
+            "stock and payment results, and refund outcomes"
         );
     }
 
