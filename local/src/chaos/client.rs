@@ -60,6 +60,12 @@ impl Client {
         anyhow::bail!("order {i}: still unauthorized after logging in again 20 times")
     }
 
+    /// A fresh session of the user (the Redis restart may have ended the cached one).
+    pub async fn token(&self, user: usize) -> anyhow::Result<String> {
+        self.tokens.lock().await.remove(&user);
+        self.session(user).await
+    }
+
     /// The user's session token, logging in when there is none.
     async fn session(&self, user: usize) -> anyhow::Result<String> {
         let mut t = self.tokens.lock().await;

@@ -7,6 +7,7 @@
 //! (`crate::outcomes`), and every announced fault having fired (`referee`). Everything runs
 //! in a fresh database and a fresh name prefix.
 
+mod after;
 mod client;
 mod inject;
 pub mod plan;
@@ -52,6 +53,24 @@ const KILL_LOOK_BOUND: Duration = Duration::from_secs(15);
 /// runs settle in seconds, and the settle wait below gives up long before it.
 const PENDING_TIMEOUT_SECS: &str = "300";
 const SETTLE_BOUND: Duration = Duration::from_secs(240);
+/// Orders the second act places and cancels at once, racing their saga.
+const RACING_CANCELS: usize = 10;
+
+/// Every order, retried: the checker's connections suffer the faults too.
+async fn read_orders(ctx: &shared::context::Context) -> anyhow::Result<Vec<order::OrderRow>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match order::orders(&ctx.pool).await {
+            Ok(o) => return Ok(o),
+            Err(e) if attempt < 5 => {
+                tracing::warn!(error = %e, "reading the orders failed, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.context("reading the orders")),
+        }
+    }
+}
 
 /// (orders, of which pending, messages and outbox rows still waiting).
 async fn settle_state(
@@ -178,7 +197,8 @@ pub async fn run(
                         tokio::time::sleep(tick * i as u32).await;
                         let result = client.place(i, &inputs).await;
                         accepted.fetch_add(1, Ordering::SeqCst);
-                        result.map(|order_id| Placed { order_id, inputs })
+                        // Order i belongs to user i % users (the second act acts as its owner).
+                        result.map(|order_id| (i % client.users.len(), Placed { order_id, inputs }))
                     }
                 })
                 .buffer_unordered(64)
@@ -201,13 +221,36 @@ pub async fn run(
     )
     .await?;
 
-    let placed: Vec<Placed> = placer.await?.into_iter().collect::<anyhow::Result<_>>()?;
+    let placed: Vec<(usize, Placed)> = placer.await?.into_iter().collect::<anyhow::Result<_>>()?;
+    let (owners, placed): (Vec<usize>, Vec<Placed>) = placed.into_iter().unzip();
     println!(
         "placed {} orders in {:.1} s; waiting for them to settle",
         placed.len(),
         started.elapsed().as_secs_f64()
     );
     settle(&ctx, queues, placed.len()).await?;
+
+    // Each order's decision, judged against its inputs before the second act changes some.
+    let decided = read_orders(&ctx).await?;
+    let confirmed: Vec<(String, usize)> = placed
+        .iter()
+        .zip(&owners)
+        .filter(|(p, _)| {
+            decided
+                .iter()
+                .any(|o| o.order_id.to_string() == p.order_id && o.status == "CONFIRMED")
+        })
+        .map(|(p, user)| (p.order_id.clone(), *user))
+        .collect();
+    let act = after::run(&client, &ctx, &confirmed, RACING_CANCELS).await?;
+    println!(
+        "after the decision: {} confirmed orders cancelled by their customers, {} refunds, {} shipped and delivered, {} orders cancelled as they were accepted",
+        act.cancelled,
+        act.refunds,
+        act.shipped,
+        act.racing.len()
+    );
+    settle(&ctx, queues, placed.len() + act.racing.len()).await?;
 
     // The first command on a connection the faults broke fails once (the Redis manager,
     // for one, reconnects on the next request): retry the read-outs a few times.
@@ -233,7 +276,7 @@ pub async fn run(
     crate::child::stop(&mut runner).await;
 
     // The verdicts.
-    let finals: BTreeMap<String, Final> = orders
+    let finals: BTreeMap<String, Final> = decided
         .iter()
         .map(|o| {
             (
@@ -259,7 +302,25 @@ pub async fn run(
         .as_ref()
         .map(referee::kill_verdict)
         .unwrap_or_default();
+    // Every order cancelled as it was accepted ends cancelled by its customer, whatever its
+    // saga had decided by then; every second-act answer was the documented one.
+    let mut second_act = act.problems.clone();
+    for id in &act.racing {
+        match orders.iter().find(|o| o.order_id.to_string() == *id) {
+            Some(o)
+                if o.status == "CANCELLED" && o.reason.as_deref() == Some("customer_cancelled") => {
+            }
+            Some(o) => second_act.push(format!(
+                "order {id} cancelled at once ended {} {:?}",
+                o.status, o.reason
+            )),
+            None => second_act.push(format!(
+                "order {id} cancelled at once is not in the database"
+            )),
+        }
+    }
     let ok = checks.iter().all(crate::verify::Check::ok)
+        && second_act.is_empty()
         && outcomes.ok()
         && unfired.is_empty()
         && kill.is_empty();
@@ -286,6 +347,20 @@ pub async fn run(
         client.relogins.load(Ordering::SeqCst)
     );
     println!("verdicts:");
+    println!(
+        "{}",
+        outcomes::verdict_line(
+            "the life after the decision answered as documented, and every order cancelled at once ended cancelled by its customer",
+            &format!(
+                "{} cancels, {} refunds, {} shipments, {} cancels racing their saga",
+                act.cancelled,
+                act.refunds,
+                act.shipped,
+                act.racing.len()
+            ),
+            &second_act
+        )
+    );
     println!(
         "{}",
         outcomes::verdict_line(
