@@ -1,8 +1,10 @@
 //! The demo's second act: the order's life after the decision, through the same HTTP API a
 //! shop's back office would use. A customer cancels a confirmed order (refunded in full), an
 //! admin refunds part of one (twice with the same key: one refund), refunds a line with
-//! restock, ships and delivers another, is refused a cancel of a shipped order, and a fresh
-//! order is cancelled while its saga runs.
+//! restock, ships and delivers another, is refused a cancel of a shipped order, books a
+//! delivery of stock (twice, applied once) and changes a price under If-Match (a stale version
+//! is refused); a customer lists their history, and a fresh order is cancelled while its
+//! saga runs.
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -252,6 +254,82 @@ pub async fn run(
         .await?;
     anyhow::ensure!(r.0 == 403, "a customer on /admin answered {}: {}", r.0, r.1);
     lines.push(said("a customer calls an admin route", &r));
+
+    // The catalog back office: a delivery of mugs (sent twice: applied once), a new price
+    // under the version the admin read, and the same edit again with that stale version.
+    let (_, page) = api
+        .call(
+            reqwest::Method::GET,
+            "/products?limit=200",
+            customer_token,
+            &[],
+            None,
+        )
+        .await?;
+    let mug = page["products"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["product_id"] == "sku-mug"))
+        .cloned()
+        .context("sku-mug is not in the catalog")?;
+    let delivery = json!({"adjustment_id": format!("demo-{run_id}-delivery"), "delta": 24, "reason": "supplier delivery"});
+    let path = "/admin/products/sku-mug/stock-adjustments";
+    let r = api.post(path, &admin, &[], Some(delivery.clone())).await?;
+    anyhow::ensure!(r.0 == 201, "stock adjustment answered {}: {}", r.0, r.1);
+    lines.push(said("admin books a delivery of 24 mugs", &r));
+    let r = api.post(path, &admin, &[], Some(delivery)).await?;
+    anyhow::ensure!(
+        r.0 == 200,
+        "the repeated adjustment answered {}: {}",
+        r.0,
+        r.1
+    );
+    lines.push(said("  the same delivery again (same id)", &r));
+    let etag = format!("\"{}\"", mug["version"]);
+    let price = json!({"price_cents": mug["price_cents"].as_i64().unwrap_or(0) + 100});
+    let r = api
+        .call(
+            reqwest::Method::PATCH,
+            "/admin/products/sku-mug",
+            &admin,
+            &[("if-match", &etag)],
+            Some(price.clone()),
+        )
+        .await?;
+    anyhow::ensure!(r.0 == 200, "price change answered {}: {}", r.0, r.1);
+    lines.push(said("admin raises the mug's price (If-Match)", &r));
+    let r = api
+        .call(
+            reqwest::Method::PATCH,
+            "/admin/products/sku-mug",
+            &admin,
+            &[("if-match", &etag)],
+            Some(price),
+        )
+        .await?;
+    anyhow::ensure!(r.0 == 412, "a stale If-Match answered {}: {}", r.0, r.1);
+    lines.push(said("  again with the version it read before", &r));
+
+    // A customer's history, newest first.
+    let r = api
+        .call(
+            reqwest::Method::GET,
+            "/orders?limit=3",
+            customer_token,
+            &[],
+            None,
+        )
+        .await?;
+    anyhow::ensure!(r.0 == 200, "history answered {}: {}", r.0, r.1);
+    let listed = r.1["orders"].as_array().map_or(0, Vec::len);
+    lines.push(format!(
+        "{:<46} -> 200 {listed} orders, next_cursor {}",
+        "a customer lists their orders (GET /orders)",
+        if r.1["next_cursor"].is_string() {
+            "set"
+        } else {
+            "null"
+        }
+    ));
 
     // A cancel racing the saga: placed and cancelled at once.
     let (status, placed) = api
