@@ -5,7 +5,7 @@
 mod common;
 
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -112,14 +112,50 @@ fn every_reference_resolves() {
 /// Validates answers against the document.
 struct Contract {
     doc: Value,
+    /// The document's table of error codes by status.
+    codes: BTreeMap<u16, BTreeSet<String>>,
     checked: Vec<String>,
     problems: Vec<String>,
 }
 
+/// The `| status | codes |` table of the document's description: every code in backticks,
+/// under each status of its row (`405, 408, 413` rows name one code per status, in order).
+fn error_codes(doc: &Value) -> BTreeMap<u16, BTreeSet<String>> {
+    let mut table: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
+    let text = doc["info"]["description"].as_str().unwrap_or_default();
+    for row in text.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let (Some(statuses), Some(codes)) = (cells.first(), cells.get(1)) else {
+            continue;
+        };
+        let statuses: Vec<u16> = statuses
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        let codes: Vec<String> = codes
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+            .map(str::to_string)
+            .collect();
+        if statuses.len() > 1 && statuses.len() == codes.len() {
+            for (status, code) in statuses.iter().zip(codes) {
+                table.entry(*status).or_default().insert(code);
+            }
+        } else if let [status] = statuses[..] {
+            table.entry(status).or_default().extend(codes);
+        }
+    }
+    table
+}
+
 impl Contract {
     fn new() -> Self {
+        let doc = spec();
         Contract {
-            doc: spec(),
+            codes: error_codes(&doc),
+            doc,
             checked: Vec::new(),
             problems: Vec::new(),
         }
@@ -140,6 +176,13 @@ impl Contract {
                 .push(format!("{at}: status not documented ({body})"));
             return;
         };
+        if let Some(code) = body["error"]["code"].as_str()
+            && !self.codes.get(&status).is_some_and(|c| c.contains(code))
+        {
+            self.problems.push(format!(
+                "{at}: error code {code:?} is not in the document's table for {status}"
+            ));
+        }
         if let Some(r) = response.get("$ref").and_then(Value::as_str) {
             response = self.doc.pointer(&r[1..]).cloned().unwrap_or(Value::Null);
         }
@@ -728,6 +771,12 @@ fn the_checker_catches_an_undocumented_status_and_a_body_off_its_schema() {
         &json!({"message": "no error object"}),
     );
     c.check("GET", "/nowhere", 200, &json!({}));
+    c.check(
+        "POST",
+        "/orders",
+        409,
+        &json!({"error": {"code": "no_such_code", "message": "m"}}),
+    );
     assert!(c.problems.len() >= 4, "{:#?}", c.problems);
     assert!(c.problems[0].contains("status not documented"));
     assert!(c.problems.iter().any(|p| p.contains("GET /orders -> 200")));
@@ -737,4 +786,15 @@ fn the_checker_catches_an_undocumented_status_and_a_body_off_its_schema() {
             .iter()
             .any(|p| p.contains("operation not documented"))
     );
+    assert!(
+        c.problems
+            .iter()
+            .any(|p| p.contains("\"no_such_code\" is not in the document's table for 409")),
+        "{:#?}",
+        c.problems
+    );
+    let table = error_codes(&c.doc);
+    assert!(table[&409].contains("not_cancellable"));
+    assert!(table[&413].contains("payload_too_large"));
+    assert!(!table[&408].contains("payload_too_large"));
 }

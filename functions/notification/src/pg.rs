@@ -130,17 +130,36 @@ pub async fn mark_failed(pool: &PgPool, outcomes: &[(Uuid, i32)]) -> sqlx::Resul
     .await
 }
 
+/// Waits before each retry of a status update.
+const MARK_BACKOFF_MS: [u64; 3] = [50, 200, 800];
+
+/// Runs the status update, retried: it comes after the notifications were delivered and
+/// their message acknowledged, so nothing would ever redo it, and a notification whose
+/// update is lost stays `pending` although its customer got it. A connection that died under
+/// it (a Postgres restart or failover, a terminated backend: the chaos suite's Postgres fault
+/// once hit exactly here) is replaced by the pool on the next try; the update sets absolute
+/// values, so running it twice is harmless.
 async fn mark(pool: &PgPool, outcomes: &[(Uuid, i32)], sql: &'static str) -> sqlx::Result<()> {
     if outcomes.is_empty() {
         return Ok(());
     }
     let (ids, attempts): (Vec<Uuid>, Vec<i32>) = outcomes.iter().copied().unzip();
-    sqlx::query(sql)
-        .bind(ids)
-        .bind(attempts)
-        .execute(pool)
-        .await?;
-    Ok(())
+    let mut backoff = MARK_BACKOFF_MS.iter();
+    loop {
+        let result = sqlx::query(sql)
+            .bind(&ids)
+            .bind(&attempts)
+            .execute(pool)
+            .await;
+        match (result, backoff.next()) {
+            (Ok(_), _) => return Ok(()),
+            (Err(e), Some(ms)) => {
+                tracing::warn!(error = %e, retry_in_ms = ms, count = ids.len(), "recording notification outcomes failed, retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+            }
+            (Err(e), None) => return Err(e),
+        }
+    }
 }
 
 /// `(order_id, kind, count)` for every order and kind with a notification.

@@ -728,3 +728,40 @@ async fn refunds_take_the_per_message_path_too_when_a_chunk_holds_an_invalid_eve
         ])
     );
 }
+
+#[tokio::test]
+async fn a_status_update_whose_connection_died_is_retried_not_left_pending() {
+    let env = env().await;
+    let f = notification::functions::send(&env.ctx);
+    deliver(&env, &f, &[created("ord-pg")]).await;
+    let id = rows(&env).await[0].notification_id;
+    sqlx::query("UPDATE notifications.notifications SET status = 'pending', attempts = 0")
+        .execute(&env.ctx.pool)
+        .await
+        .expect("reset");
+    // A pool of one connection, whose backend Postgres then terminates (as a restart, a
+    // failover or the chaos suite's fault does): its next statement fails on the dead socket.
+    // No ping on acquire, which would hide the death here; in production the backend can as
+    // well die between the ping and the statement.
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect(&env.database_url)
+        .await
+        .expect("pool");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&one)
+        .await
+        .expect("pid");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&env.ctx.pool)
+        .await
+        .expect("terminate");
+    assert!(terminated);
+    notification::pg::mark_delivered(&one, &[(id, 1)])
+        .await
+        .expect("retried on a new connection");
+    let row = &rows(&env).await[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("delivered", 1));
+}
