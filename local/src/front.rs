@@ -292,10 +292,16 @@ async fn handle(State(front): State<Arc<Front>>, req: axum::extract::Request) ->
     if let Some(preflight) = front.cors.preflight(req.method(), req.headers()) {
         return preflight;
     }
-    let request_headers = front.cors.enabled().then(|| req.headers().clone());
+    // Only the Origin header is kept for the answer, and only when CORS is on.
+    let origin = front
+        .cors
+        .enabled()
+        .then(|| req.headers().get("origin").cloned());
     let mut resp = route(&front, req).await;
-    if let Some(h) = request_headers {
-        front.cors.decorate(&h, &mut resp);
+    if let Some(origin) = origin {
+        front
+            .cors
+            .decorate(origin.as_ref().and_then(|o| o.to_str().ok()), &mut resp);
     }
     resp
 }
